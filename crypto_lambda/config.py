@@ -1,0 +1,101 @@
+"""Runtime settings from the environment, and the layout of the one state directory.
+
+All runtime state lives under ``CRYPTO_LAMBDA_HOME`` (default ``./.lambda_home``): the Parquet lake,
+quarantine, Spark checkpoints, benchmark figures and ``DAGSTER_HOME`` unless that is set.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from crypto_lambda.timeutil import parse_day
+
+SYMBOL_RE = re.compile(r"^[A-Z0-9]{5,20}$")
+DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT")
+DEFAULT_START = "2017-08-17"  # Binance's first BTCUSDT day
+DEFAULT_API_URL = "https://api.binance.com"
+
+
+def validate_symbol(symbol: str) -> str:
+    """Symbols become path components, so anything but ``^[A-Z0-9]{5,20}$`` is refused outright."""
+    if not isinstance(symbol, str) or not SYMBOL_RE.match(symbol):
+        raise ValueError(f"symbol {symbol!r} is invalid: expected 5-20 characters of A-Z and 0-9, e.g. BTCUSDT")
+    return symbol
+
+
+def parse_symbols(text: str) -> tuple[str, ...]:
+    symbols = tuple(s.strip().upper() for s in text.split(",") if s.strip())
+    if not symbols:
+        raise ValueError(f"symbol list {text!r} is empty")
+    return tuple(validate_symbol(s) for s in symbols)
+
+
+def home_dir() -> Path:
+    return Path(os.environ.get("CRYPTO_LAMBDA_HOME", ".lambda_home")).resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    start: dt.date = field(default_factory=lambda: parse_day(DEFAULT_START))
+    minute_start: dt.date | None = None
+    api_url: str = DEFAULT_API_URL
+
+    @property
+    def first_minute_day(self) -> dt.date:
+        """First day of 1-minute partitions; older history comes from the exchange's 1d klines."""
+        return max(self.minute_start or self.start, self.start)
+
+    @property
+    def lake(self) -> Path:
+        return self.home / "lake"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def imports(self) -> Path:
+        return self.home / "imports"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.home / "checkpoints"
+
+    @property
+    def bench(self) -> Path:
+        return self.home / "bench"
+
+    @property
+    def dagster_home(self) -> Path:
+        return Path(os.environ.get("DAGSTER_HOME") or self.home / "dagster").resolve()
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment; every bad value raises an error naming the variable."""
+    env = os.environ
+    symbols = parse_symbols(env.get("CRYPTO_LAMBDA_SYMBOLS", ",".join(DEFAULT_SYMBOLS)))
+    start = parse_day(env.get("CRYPTO_LAMBDA_START", DEFAULT_START), what="CRYPTO_LAMBDA_START")
+    minute_raw = env.get("CRYPTO_LAMBDA_MINUTE_START")
+    minute_start = parse_day(minute_raw, what="CRYPTO_LAMBDA_MINUTE_START") if minute_raw else None
+    api_url = env.get("BINANCE_API_URL", DEFAULT_API_URL).rstrip("/")
+    if not re.match(r"^https?://", api_url):
+        raise ValueError(f"BINANCE_API_URL {api_url!r} must start with http:// or https://")
+    return Settings(home=home_dir(), symbols=symbols, start=start, minute_start=minute_start, api_url=api_url)
+
+
+def ensure_dagster_home(settings: Settings) -> Path:
+    """Point DAGSTER_HOME into the state directory (unless set) and give it the project's dagster.yaml."""
+    path = settings.dagster_home
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(path)
+    target = path / "dagster.yaml"
+    source = Path(__file__).resolve().parent.parent / "dagster.yaml"
+    if source.exists() and (not target.exists() or target.read_text() != source.read_text()):
+        target.write_text(source.read_text())
+    return path

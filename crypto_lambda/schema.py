@@ -1,0 +1,146 @@
+"""The canonical 1-minute kline schema and its validation: the one module every reader and writer uses.
+
+A row is valid when its open time is aligned to the minute, ``low <= min(open, close) <= max(open, close)
+<= high``, ``volume >= 0`` and no required value is NaN. Invalid rows are returned separately with a reason
+so callers can quarantine them; a bad row never takes a good neighbour down with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from crypto_lambda.timeutil import MINUTE_MS
+
+PRICE_COLUMNS = ("open", "high", "low", "close")
+REQUIRED_FLOATS = (*PRICE_COLUMNS, "volume")
+OPTIONAL_FLOATS = ("quote_volume", "taker_buy_base", "taker_buy_quote")
+KLINE_COLUMNS = (
+    "symbol", "open_time", *REQUIRED_FLOATS, "quote_volume", "trades", "taker_buy_base", "taker_buy_quote",
+    "source",
+)
+
+KLINE_SCHEMA = pa.schema([
+    pa.field("symbol", pa.string(), nullable=False),
+    pa.field("open_time", pa.timestamp("ms", tz="UTC"), nullable=False),
+    pa.field("open", pa.float64(), nullable=False),
+    pa.field("high", pa.float64(), nullable=False),
+    pa.field("low", pa.float64(), nullable=False),
+    pa.field("close", pa.float64(), nullable=False),
+    pa.field("volume", pa.float64(), nullable=False),
+    pa.field("quote_volume", pa.float64()),
+    pa.field("trades", pa.int64()),
+    pa.field("taker_buy_base", pa.float64()),
+    pa.field("taker_buy_quote", pa.float64()),
+    pa.field("source", pa.string(), nullable=False),
+])
+
+QUARANTINE_SCHEMA = pa.schema([
+    pa.field("source_file", pa.string()),
+    pa.field("symbol", pa.string()),
+    pa.field("open_time_ms", pa.int64()),
+    pa.field("reason", pa.string()),
+    pa.field("raw", pa.string()),
+])
+
+
+@dataclass
+class Validated:
+    """Result of validation: typed good rows, quarantined rows, and how many duplicates collapsed."""
+
+    good: pd.DataFrame
+    bad: pd.DataFrame
+    duplicates: int = 0
+
+
+def empty_klines() -> pd.DataFrame:
+    return KLINE_SCHEMA.empty_table().to_pandas()
+
+
+def empty_quarantine() -> pd.DataFrame:
+    return QUARANTINE_SCHEMA.empty_table().to_pandas()
+
+
+def _raw_repr(frame: pd.DataFrame) -> pd.Series:
+    if "_raw" in frame.columns:
+        return frame["_raw"].astype(str)
+    cols = [c for c in KLINE_COLUMNS if c in frame.columns]
+    return frame[cols].astype(str).agg(",".join, axis=1) if len(frame) else pd.Series([], dtype=str)
+
+
+def validate(frame: pd.DataFrame, *, source_file: str) -> Validated:
+    """Coerce a reader's frame to the canonical schema and split it into good and quarantined rows.
+
+    ``frame`` needs ``symbol``, ``open_time_ms`` (int-like epoch ms), the OHLCV columns and ``source``;
+    optional columns may be absent or hold unparseable text (which becomes a quarantine reason, not a crash).
+    """
+    n = len(frame)
+    if n == 0:
+        return Validated(empty_klines(), empty_quarantine())
+    raw = _raw_repr(frame)
+    out = pd.DataFrame(index=frame.index)
+    out["symbol"] = frame["symbol"].astype(str)
+    open_ms = pd.to_numeric(frame["open_time_ms"], errors="coerce")
+    for col in REQUIRED_FLOATS + OPTIONAL_FLOATS:
+        out[col] = pd.to_numeric(frame[col], errors="coerce") if col in frame.columns else np.nan
+    trades = pd.to_numeric(frame["trades"], errors="coerce") if "trades" in frame.columns else np.nan
+    out["source"] = frame["source"].astype(str) if "source" in frame.columns else "unknown"
+
+    reason = pd.Series(pd.NA, index=frame.index, dtype="object")
+
+    def flag(mask: pd.Series, why: str) -> None:
+        reason.loc[mask & reason.isna()] = why
+
+    flag(open_ms.isna(), "unparseable_open_time")
+    flag(out[list(REQUIRED_FLOATS)].isna().any(axis=1), "nan_or_unparseable_value")
+    flag(~np.isfinite(out[list(REQUIRED_FLOATS)].fillna(0)).all(axis=1), "infinite_value")
+    flag((open_ms.fillna(0) % MINUTE_MS) != 0, "open_time_not_minute_aligned")
+    lo, hi = out["low"], out["high"]
+    body_lo = out[["open", "close"]].min(axis=1)
+    body_hi = out[["open", "close"]].max(axis=1)
+    flag(~((lo <= body_lo) & (body_hi <= hi)), "ohlc_violation")
+    flag(out["volume"] < 0, "negative_volume")
+    symbol_ok = out["symbol"].str.fullmatch(r"[A-Z0-9]{5,20}")
+    flag(~symbol_ok, "invalid_symbol")
+
+    bad_mask = reason.notna()
+    bad = pd.DataFrame({
+        "source_file": source_file,
+        "symbol": out.loc[bad_mask, "symbol"],
+        "open_time_ms": open_ms[bad_mask].astype("Int64"),
+        "reason": reason[bad_mask].astype(str),
+        "raw": raw[bad_mask],
+    }).reset_index(drop=True)
+
+    good = out.loc[~bad_mask].copy()
+    good["open_time"] = pd.to_datetime(open_ms[~bad_mask].astype("int64"), unit="ms", utc=True).astype(
+        "datetime64[ms, UTC]")
+    good["trades"] = (trades[~bad_mask] if isinstance(trades, pd.Series) else pd.Series(
+        np.nan, index=good.index)).astype("Int64")
+    good = good[list(KLINE_COLUMNS)]
+    good, dups = dedup(good)
+    return Validated(good.reset_index(drop=True), bad, dups)
+
+
+def dedup(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Collapse duplicates on (symbol, open_time) to one row (the last seen wins) and sort by time."""
+    before = len(frame)
+    frame = frame.drop_duplicates(subset=["symbol", "open_time"], keep="last")
+    frame = frame.sort_values(["symbol", "open_time"], kind="stable")
+    return frame, before - len(frame)
+
+
+def to_table(frame: pd.DataFrame) -> pa.Table:
+    """Canonical Arrow table for a validated frame (column order and types enforced)."""
+    return pa.Table.from_pandas(frame[list(KLINE_COLUMNS)], schema=KLINE_SCHEMA, preserve_index=False)
+
+
+def merge_klines(*frames: pd.DataFrame) -> pd.DataFrame:
+    """Union validated frames; later frames win on (symbol, open_time) collisions."""
+    parts = [f for f in frames if f is not None and len(f)]
+    if not parts:
+        return empty_klines()
+    return dedup(pd.concat(parts, ignore_index=True))[0].reset_index(drop=True)

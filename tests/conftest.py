@@ -1,0 +1,43 @@
+"""Shared fixtures. One SparkSession per test run (JVM start costs 6-8 s); each test gets its own
+CRYPTO_LAMBDA_HOME so nothing leaks between tests or into the working tree."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SAMPLE = Path(__file__).resolve().parent.parent / "crypto_lambda" / "sample"
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from crypto_lambda.spark import get_spark
+
+    session = get_spark()
+    yield session
+
+
+@pytest.fixture()
+def lambda_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("CRYPTO_LAMBDA_HOME", str(home))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    return SAMPLE
+
+
+def shared_data_or_skip() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"optional larger case: {SHARED_DATA} is absent (CI and dev machines have it beside the repo)")
+    return SHARED_DATA
+
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
