@@ -6,22 +6,53 @@ optional Binance columns, ``source`` and ``_raw`` (the original text of the row,
 
 Formats: Binance dump files (data.binance.vision zip/csv, ms or µs open times, .CHECKSUM verified),
 Kaggle/Bitstamp 1-minute CSV, freqtrade feather, Binance REST klines JSON.
+
+Parsing is vectorised (pandas/pyarrow); a malformed line becomes a quarantined row with a reason and
+never takes a good neighbour with it.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
+import json
+import re
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.feather as feather
 
-from crypto_lambda.schema import Validated, validate
-from crypto_lambda.timeutil import normalize_epoch_to_ms
+from crypto_lambda.config import validate_symbol
+from crypto_lambda.schema import Validated, empty_quarantine, validate
 
 REST_FIELDS = (
     "open_time_ms", "open", "high", "low", "close", "volume", "close_time_ms", "quote_volume", "trades",
     "taker_buy_base", "taker_buy_quote", "ignore",
 )
+DUMP_FIELDS = REST_FIELDS  # data.binance.vision CSVs carry the same 12 fields as /api/v3/klines
+
+BINANCE_DUMP, KAGGLE_CSV, FREQTRADE, REST = "binance_dump", "kaggle_csv", "freqtrade", "rest"
+SUPPORTED_SUFFIXES = (".zip", ".csv", ".feather", ".json")
+ACCEPTED = (
+    "accepted formats: Binance dump SYMBOL-1m-YYYY-MM[-DD].zip/.csv from data.binance.vision; "
+    "Kaggle/Bitstamp 1-minute CSV with header Timestamp,Open,High,Low,Close,Volume; "
+    "freqtrade .feather (date,open,high,low,close,volume); Binance REST klines .json (array of 12-field rows)"
+)
+FREQTRADE_COLUMNS = ("date", "open", "high", "low", "close", "volume")
+WRONG_FIELD_COUNT = "wrong_field_count"
+MAX_MS = 10**13  # 2286-11-20: any later "open time" is a parse error, not market data
+
+# SYMBOL-1m-..., BASE_QUOTE-1m.feather (freqtrade); the interval token decides whether we accept the file.
+_NAME_RE = re.compile(
+    r"^(?P<symbol>[A-Za-z0-9]+(?:_[A-Za-z0-9]+)?)-(?P<interval>\d+(?:mo|[smhdwM]))(?=[-._]|$)")
+_DUMP_HEADER = ("open_time", "open time", "opentime")
+_DUMP_NAME_RE = re.compile(r"^[A-Z0-9]{5,20}-1m-\d{4}-\d{2}(?:-\d{2})?\.(?:csv|zip)$")
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 def frame_from_rest_rows(rows: Sequence[Sequence], symbol: str, source: str = "rest") -> pd.DataFrame:
@@ -33,14 +64,299 @@ def frame_from_rest_rows(rows: Sequence[Sequence], symbol: str, source: str = "r
     if not rows:
         return pd.DataFrame(columns=["symbol", *REST_FIELDS, "source", "_raw"])
     frame = pd.DataFrame([list(r)[:12] + [None] * (12 - len(r)) for r in rows], columns=list(REST_FIELDS))
-    frame["open_time_ms"] = pd.to_numeric(frame["open_time_ms"], errors="coerce").map(
-        lambda v: normalize_epoch_to_ms(int(v)) if pd.notna(v) else v)
+    frame["open_time_ms"] = epoch_to_ms(frame["open_time_ms"])  # == normalize_epoch_to_ms, vectorised
     frame["symbol"] = symbol
     frame["source"] = source
     frame["_raw"] = [str(list(r)) for r in rows]
     return frame
 
 
+def epoch_to_ms(values: pd.Series | Sequence) -> pd.Series:
+    """Vectorised ``timeutil.normalize_epoch_to_ms``: the unit (s/ms/µs/ns) is detected per row, because a
+    single Binance history can straddle the 2025-01-01 switch from ms to µs.
+
+    Unparseable, fractional-ms and implausible (before 1970 or after ~2286) times become NaN, so they are
+    quarantined as ``unparseable_open_time`` instead of overflowing the timestamp conversion.
+    """
+    v = pd.to_numeric(pd.Series(values, dtype=object if not len(values) else None), errors="coerce")
+    if pd.api.types.is_integer_dtype(v.dtype):
+        a = v.to_numpy(dtype="int64")
+        out = np.select([a < 10**11, a < 10**14, a < 10**17], [a * 1000, a, a // 1000], a // 10**6)
+        if ((a >= 0) & (out < MAX_MS)).all():
+            return pd.Series(out, index=v.index, dtype="int64")
+    a = v.to_numpy(dtype="float64")
+    with np.errstate(invalid="ignore", over="ignore"):
+        out = np.select([a < 1e11, a < 1e14, a < 1e17], [a * 1000, a, np.floor(a / 1000)], np.floor(a / 1e6))
+        plausible = np.isfinite(out) & (out >= 0) & (out < MAX_MS) & (out == np.floor(out))
+    return pd.Series(np.where(plausible, out, np.nan), index=v.index, dtype="float64")
+
+
+# ---------------------------------------------------------------------------------------------- detection
+
+def _interval_and_symbol(path: Path) -> tuple[str | None, str | None]:
+    match = _NAME_RE.match(path.name)
+    if not match:
+        return None, None
+    return match["interval"], match["symbol"].replace("_", "").upper()
+
+
+def _resolve_symbol(path: Path, given: str | None, *, from_name: bool = True) -> str:
+    """An explicit symbol wins; else the file name's ``SYMBOL-1m-`` prefix; else a clear error."""
+    if given is not None:
+        return validate_symbol(given)
+    name_symbol = _interval_and_symbol(path)[1] if from_name else None
+    if name_symbol is None:
+        raise ValueError(f"{path}: the file does not say which symbol it holds; "
+                         "pass a symbol (--symbol BTCUSDT)")
+    try:
+        return validate_symbol(name_symbol)
+    except ValueError as exc:
+        raise ValueError(f"{path}: symbol {name_symbol!r} from the file name is invalid; "
+                         "pass a symbol (--symbol BTCUSDT)") from exc
+
+
+def _check_interval(path: Path) -> None:
+    interval = _interval_and_symbol(path)[0]
+    if interval is not None and interval != "1m":
+        raise ValueError(f"{path}: interval {interval!r} is not supported: "
+                         "only 1-minute klines (SYMBOL-1m-...) can be imported")
+
+
+def _zip_member(path: Path, zf: zipfile.ZipFile) -> str:
+    csvs = [n for n in zf.namelist() if n.lower().endswith(".csv") and not n.endswith("/")]
+    preferred = f"{path.stem}.csv"
+    if preferred in csvs:
+        return preferred
+    if len(csvs) == 1:
+        return csvs[0]
+    raise ValueError(f"{path}: expected exactly one .csv inside the zip, found {len(csvs)}; {ACCEPTED}")
+
+
+def _read_text(path: Path) -> str:
+    """Whole CSV text (from the zip member for dumps); undecodable bytes become U+FFFD, not a crash."""
+    if path.suffix.lower() == ".zip":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                data = zf.read(_zip_member(path, zf))
+        except zipfile.BadZipFile as exc:
+            raise ValueError(f"{path}: not a valid zip file ({exc}); {ACCEPTED}") from exc
+    else:
+        data = path.read_bytes()
+    return data.decode("utf-8-sig", errors="replace")
+
+
+def _head_lines(path: Path, limit: int = 10) -> list[str]:
+    """First non-blank lines, reading only the first 64 KiB (detection must stay cheap for big dumps)."""
+    if path.suffix.lower() == ".zip":
+        try:
+            with zipfile.ZipFile(path) as zf, zf.open(_zip_member(path, zf)) as fh:
+                head = fh.read(1 << 16)
+        except zipfile.BadZipFile as exc:
+            raise ValueError(f"{path}: not a valid zip file ({exc}); {ACCEPTED}") from exc
+    else:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+    lines = [line.strip() for line in head.decode("utf-8-sig", errors="replace").splitlines()]
+    return [line for line in lines if line][:limit]
+
+
+def _is_kaggle_header(line: str) -> bool:
+    return line.lower().replace(" ", "").startswith("timestamp,open,high,low,close,volume")
+
+
+def _is_dump_header(line: str) -> bool:
+    return line.lower().lstrip("\ufeff").startswith(_DUMP_HEADER)
+
+
+def detect_format(path: Path | str) -> str:
+    """Which reader a file needs (``binance_dump``, ``kaggle_csv``, ``freqtrade``, ``rest``), from its name
+    and first line; cheap, so importers can reject a bad batch before writing anything."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if not path.is_file():
+        raise ValueError(f"{path}: not a regular file; {ACCEPTED}")
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise ValueError(f"{path}: unsupported file type {suffix or '(no extension)'!r}; {ACCEPTED}")
+    _check_interval(path)
+    if suffix == ".feather":
+        return FREQTRADE
+    if suffix == ".json":
+        return REST
+    head = _head_lines(path)
+    if not head:
+        raise ValueError(f"{path}: the file is empty; {ACCEPTED}")
+    if _is_kaggle_header(head[0]):
+        return KAGGLE_CSV
+    if _DUMP_NAME_RE.match(path.name) or _is_dump_header(head[0]) or any(map(_looks_like_dump_row, head)):
+        return BINANCE_DUMP
+    raise ValueError(f"{path}: unrecognised CSV layout (first line {head[0][:80]!r}); {ACCEPTED}")
+
+
+def _looks_like_dump_row(line: str) -> bool:
+    fields = line.split(",")
+    return len(fields) == len(DUMP_FIELDS) and pd.notna(pd.to_numeric(fields[0], errors="coerce"))
+
+
+def verify_checksum(path: Path) -> None:
+    """data.binance.vision publishes ``<file>.CHECKSUM`` ("<sha256>  <name>"); a mismatch means a truncated
+    or tampered download, which must not reach the lake."""
+    sibling = path.with_name(path.name + ".CHECKSUM")
+    if not sibling.is_file():
+        return
+    tokens = sibling.read_text(errors="replace").split()
+    if not tokens or not _HEX64.match(tokens[0]):
+        raise ValueError(f"{sibling}: malformed checksum file (expected '<sha256 hex>  <file name>')")
+    expected = tokens[0].lower()
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    actual = digest.hexdigest()
+    if actual != expected:
+        raise ValueError(f"{path}: sha256 mismatch: file has {actual}, {sibling.name} says {expected}")
+
+
+# ---------------------------------------------------------------------------------------------- CSV parsing
+
+def _bad_rows(path: Path, symbol: str, raw: list[str], open_field: list[str], reason: str) -> pd.DataFrame:
+    if not raw:
+        return empty_quarantine()
+    return pd.DataFrame({
+        "source_file": str(path),
+        "symbol": symbol,
+        "open_time_ms": pd.array(epoch_to_ms(open_field).round(), dtype="Int64"),
+        "reason": reason,
+        "raw": raw,
+    })
+
+
+def _split_csv(path: Path, symbol: str, lines: list[str], names: Sequence[str]) -> tuple[pd.DataFrame,
+                                                                                       pd.DataFrame]:
+    """Lines -> (string-typed-or-numeric frame of well-formed rows with ``_raw``, quarantine rows for lines
+    with the wrong number of fields). ``read_csv`` does the parsing; we only pre-sort lines by field count."""
+    want = len(names) - 1
+    ok = [line for line in lines if line.count(",") == want]
+    wrong = [line for line in lines if line.count(",") != want]
+    bad = _bad_rows(path, symbol, wrong, [w.split(",", 1)[0] for w in wrong], WRONG_FIELD_COUNT)
+    if not ok:
+        return pd.DataFrame(columns=[*names, "_raw"]), bad
+    frame = pd.read_csv(io.StringIO("\n".join(ok)), header=None, names=list(names), quoting=csv.QUOTE_NONE,
+                        float_precision="round_trip", skip_blank_lines=False, low_memory=False)
+    if len(frame) != len(ok):  # defensive: never misalign raw text and parsed values
+        frame = pd.DataFrame([line.split(",") for line in ok], columns=list(names))
+    frame["_raw"] = ok
+    return frame, bad
+
+
+def _data_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _finish(path: Path, frame: pd.DataFrame, bad: pd.DataFrame) -> Validated:
+    result = validate(frame, source_file=str(path))
+    if len(bad):
+        parts = [b for b in (result.bad, bad) if len(b)]
+        result.bad = pd.concat(parts, ignore_index=True)
+    return result
+
+
+def _load_dump(path: Path, symbol: str | None) -> Validated:
+    symbol = _resolve_symbol(path, symbol)
+    lines = _data_lines(_read_text(path))
+    if lines and _is_dump_header(lines[0]):
+        lines = lines[1:]
+    frame, bad = _split_csv(path, symbol, lines, DUMP_FIELDS)
+    frame["open_time_ms"] = epoch_to_ms(frame["open_time_ms"])
+    frame["symbol"] = symbol
+    frame["source"] = BINANCE_DUMP
+    return _finish(path, frame, bad)
+
+
+def _load_kaggle(path: Path, symbol: str | None) -> Validated:
+    symbol = _resolve_symbol(path, symbol, from_name=False)
+    lines = _data_lines(_read_text(path))
+    header = [h.strip().lower() for h in lines[0].split(",")]
+    frame, bad = _split_csv(path, symbol, lines[1:], header)
+    volume = "volume" if "volume" in header else next(h for h in header if h.startswith("volume"))
+    out = pd.DataFrame({
+        "symbol": symbol,
+        "open_time_ms": epoch_to_ms(frame["timestamp"]),
+        "open": frame["open"], "high": frame["high"], "low": frame["low"], "close": frame["close"],
+        "volume": frame[volume],
+        "source": KAGGLE_CSV,
+        "_raw": frame["_raw"],
+    }, index=frame.index)
+    if "volume_(currency)" in header:  # the original Bitstamp dataset also has quote volume
+        out["quote_volume"] = frame["volume_(currency)"]
+    return _finish(path, out, bad)
+
+
+# ---------------------------------------------------------------------------------------------- binary/JSON
+
+def _load_freqtrade(path: Path, symbol: str | None) -> Validated:
+    symbol = _resolve_symbol(path, symbol)
+    try:
+        table = feather.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ValueError(f"{path}: not a readable feather file ({exc}); {ACCEPTED}") from exc
+    missing = [c for c in FREQTRADE_COLUMNS if c not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: freqtrade feather needs columns {', '.join(FREQTRADE_COLUMNS)}; "
+                         f"missing {', '.join(missing)}")
+    original = table.select(list(FREQTRADE_COLUMNS)).to_pandas()
+    try:
+        ns = table["date"].cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_pandas()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        kind = table.schema.field("date").type
+        raise ValueError(f"{path}: freqtrade column 'date' must be a timestamp, not {kind}") from exc
+    open_ms = ns // 10**6  # nulls (NaN) stay NaN and are quarantined as unparseable_open_time
+    frame = original[list(FREQTRADE_COLUMNS[1:])].copy()
+    frame["open_time_ms"] = open_ms
+    frame["symbol"] = symbol
+    frame["source"] = FREQTRADE
+    # Row position as a placeholder _raw: building text for 130k good rows costs seconds; only bad rows
+    # get their real text below.
+    frame["_raw"] = np.arange(len(frame)).astype(str)
+    result = validate(frame, source_file=str(path))
+    if len(result.bad):
+        positions = result.bad["raw"].astype(int).to_numpy()
+        rows = original.iloc[positions]
+        result.bad["raw"] = rows.astype(str).agg(",".join, axis=1).to_numpy()
+    return result
+
+
+def _load_rest_json(path: Path, symbol: str | None) -> Validated:
+    symbol = _resolve_symbol(path, symbol)
+    try:
+        payload = json.loads(path.read_text(errors="replace"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}); {ACCEPTED}") from exc
+    if not isinstance(payload, list):
+        is_error = isinstance(payload, dict) and "msg" in payload
+        hint = f" (exchange error: {payload.get('msg')})" if is_error else ""
+        raise ValueError(f"{path}: expected a JSON array of kline rows{hint}; {ACCEPTED}")
+    ok = [r for r in payload if isinstance(r, list) and len(r) == len(REST_FIELDS)]
+    wrong = [r for r in payload if not (isinstance(r, list) and len(r) == len(REST_FIELDS))]
+    first_fields = [str(r[0]) if isinstance(r, list) and r else "" for r in wrong]
+    bad = _bad_rows(path, symbol, [json.dumps(r) for r in wrong], first_fields, WRONG_FIELD_COUNT)
+    return _finish(path, frame_from_rest_rows(ok, symbol, source=REST), bad)
+
+
+_LOADERS = {
+    BINANCE_DUMP: _load_dump, KAGGLE_CSV: _load_kaggle, FREQTRADE: _load_freqtrade, REST: _load_rest_json,
+}
+
+
 def load(path: Path | str, *, symbol: str | None = None) -> Validated:
-    """Read any supported history file and validate it. Implemented per format below."""
-    raise NotImplementedError  # filled in by the readers work (see module docstring)
+    """Read any supported history file and validate it.
+
+    Good rows come back in the canonical schema; bad rows carry a reason and ``source_file = path``.
+    Raises FileNotFoundError for a missing file and ValueError (naming the file and the accepted formats)
+    for an unknown layout, a non-1m interval, a missing symbol or a .CHECKSUM mismatch.
+    """
+    path = Path(path)
+    fmt = detect_format(path)
+    verify_checksum(path)
+    return _LOADERS[fmt](path, symbol)

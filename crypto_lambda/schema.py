@@ -144,3 +144,27 @@ def merge_klines(*frames: pd.DataFrame) -> pd.DataFrame:
     if not parts:
         return empty_klines()
     return dedup(pd.concat(parts, ignore_index=True))[0].reset_index(drop=True)
+
+
+# Daily bars: one row per (symbol, UTC date). ``minutes_present`` is null for bars that came from the
+# exchange's 1d klines (no minute data behind them); ``source`` says where each bar came from.
+DAILY_SCHEMA = pa.schema([
+    pa.field("symbol", pa.string(), nullable=False),
+    pa.field("date", pa.date32(), nullable=False),
+    pa.field("open", pa.float64()),
+    pa.field("high", pa.float64()),
+    pa.field("low", pa.float64()),
+    pa.field("close", pa.float64()),
+    pa.field("volume", pa.float64()),
+    pa.field("quote_volume", pa.float64()),
+    pa.field("trades", pa.int64()),
+    pa.field("minutes_present", pa.int32()),
+    pa.field("source", pa.string()),
+])
+
+FILLED_SCHEMA = pa.schema([
+    *DAILY_SCHEMA,
+    pa.field("is_filled", pa.bool_(), nullable=False),
+    pa.field("ma7", pa.float64()),
+    pa.field("ma30", pa.float64()),
+])

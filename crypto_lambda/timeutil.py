@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
 MINUTES_PER_DAY = 1_440
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def parse_day(text: str, *, what: str = "date") -> dt.date:
