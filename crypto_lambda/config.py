@@ -7,6 +7,7 @@ quarantine, Spark checkpoints, benchmark figures and ``DAGSTER_HOME`` unless tha
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -76,9 +77,35 @@ class Settings:
         return Path(os.environ.get("DAGSTER_HOME") or self.home / "dagster").resolve()
 
 
+SETTINGS_FILE = "settings.json"
+_FILE_KEYS = ("CRYPTO_LAMBDA_SYMBOLS", "CRYPTO_LAMBDA_START", "CRYPTO_LAMBDA_MINUTE_START")
+
+
+def save_settings(settings: Settings) -> None:
+    """Remember symbols and dates in the state directory, so later commands on the same
+    CRYPTO_LAMBDA_HOME (e.g. ``status`` after ``make demo``) see the same partitions."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    data = {"CRYPTO_LAMBDA_SYMBOLS": ",".join(settings.symbols), "CRYPTO_LAMBDA_START": settings.start.isoformat()}
+    if settings.minute_start:
+        data["CRYPTO_LAMBDA_MINUTE_START"] = settings.minute_start.isoformat()
+    (settings.home / SETTINGS_FILE).write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _saved(home: Path) -> dict[str, str]:
+    path = home / SETTINGS_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"settings file {path} is not valid JSON: {exc}") from exc
+    return {k: str(v) for k, v in data.items() if k in _FILE_KEYS}
+
+
 def load_settings() -> Settings:
-    """Read settings from the environment; every bad value raises an error naming the variable."""
-    env = os.environ
+    """Settings from the environment, falling back to ``$CRYPTO_LAMBDA_HOME/settings.json``, then defaults.
+    Every bad value raises an error naming the variable."""
+    env = {**_saved(home_dir()), **os.environ}
     symbols = parse_symbols(env.get("CRYPTO_LAMBDA_SYMBOLS", ",".join(DEFAULT_SYMBOLS)))
     start = parse_day(env.get("CRYPTO_LAMBDA_START", DEFAULT_START), what="CRYPTO_LAMBDA_START")
     minute_raw = env.get("CRYPTO_LAMBDA_MINUTE_START")

@@ -88,7 +88,7 @@ def write_quarantine(quarantine_root: Path, kind: str, bad: pd.DataFrame) -> Pat
     """Append quarantined rows as a new file under ``quarantine/<kind>/``; returns None when nothing is bad."""
     if bad is None or len(bad) == 0:
         return None
-    name = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.parquet"
+    name = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.parquet"
     path = _checked_child(quarantine_root, kind, name)
     table = pa.Table.from_pandas(bad[list(QUARANTINE_SCHEMA.names)], schema=QUARANTINE_SCHEMA,
                                  preserve_index=False)

@@ -1,0 +1,31 @@
+"""The Dagster code location. ``defs`` is built from the environment (CRYPTO_LAMBDA_* settings);
+tests and the CLI call ``build_defs`` with their own settings.
+
+Runs use the in-process executor: a run is one process with one SparkSession, so a backfill of N
+partitions pays Spark's start-up once (see BackfillPolicy.single_run on the assets).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from crypto_assets.assets.batch.assets import build_batch_assets
+from crypto_assets.checks.batch import build_batch_checks
+from crypto_assets.jobs import build_jobs
+from crypto_assets.resources import build_resources
+from crypto_assets.schedules import build_schedules
+from crypto_lambda.config import Settings, load_settings
+
+
+def build_defs(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(
+        assets=build_batch_assets(settings),
+        asset_checks=build_batch_checks(),
+        jobs=build_jobs(),
+        schedules=build_schedules(settings),
+        resources=build_resources(settings),
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_defs(load_settings())

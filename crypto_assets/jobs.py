@@ -1,0 +1,17 @@
+"""Jobs: the minute-level batch (raw -> daily bars) and the per-symbol series (history -> filled)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+MINUTES_JOB = "batch_minutes_job"
+SERIES_JOB = "batch_series_job"
+
+
+def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
+    return [
+        dg.define_asset_job(MINUTES_JOB, selection=["raw_klines_1m", "daily_ohlcv"],
+                            description="Materialize daily x symbol partitions of raw minutes and daily bars."),
+        dg.define_asset_job(SERIES_JOB, selection=["daily_history_1d", "daily_filled"],
+                            description="Rebuild each symbol's complete daily series."),
+    ]

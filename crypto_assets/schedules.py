@@ -1,0 +1,33 @@
+"""Schedules: yesterday's partitions at 00:10 UTC as one run for all symbols, then the daily series."""
+
+
+import datetime as dt
+
+import dagster as dg
+
+from crypto_assets.jobs import MINUTES_JOB, SERIES_JOB
+from crypto_assets.partitions import range_tags, symbol_range_tags
+from crypto_lambda.config import Settings
+from crypto_lambda.timeutil import today_utc
+
+
+def _tick_day(context: dg.ScheduleEvaluationContext) -> dt.date:
+    when = context.scheduled_execution_time
+    return when.astimezone(dt.UTC).date() if when else today_utc()
+
+
+def build_schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
+    @dg.schedule(cron_schedule="10 0 * * *", execution_timezone="UTC", job_name=MINUTES_JOB,
+                 default_status=dg.DefaultScheduleStatus.RUNNING,
+                 description="Materialize yesterday for every symbol (one run, one Spark session).")
+    def daily_batch_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        yesterday = _tick_day(context) - dt.timedelta(days=1)
+        return dg.RunRequest(run_key=f"batch-{yesterday}", tags=range_tags(yesterday, yesterday, settings.symbols))
+
+    @dg.schedule(cron_schedule="40 0 * * *", execution_timezone="UTC", job_name=SERIES_JOB,
+                 default_status=dg.DefaultScheduleStatus.RUNNING,
+                 description="Rebuild each symbol's complete daily series after the minute batch landed.")
+    def daily_series_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        return dg.RunRequest(run_key=f"series-{_tick_day(context)}", tags=symbol_range_tags(settings.symbols))
+
+    return [daily_batch_schedule, daily_series_schedule]

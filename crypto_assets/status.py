@@ -1,0 +1,76 @@
+"""What `crypto-lambda status` reports: per symbol coverage and gaps, last materializations, check results."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+from crypto_assets.backfill import missing_days
+from crypto_assets.checks.batch import gap_report
+from crypto_lambda import lake as lk
+from crypto_lambda.config import Settings
+
+ASSETS = ("raw_klines_1m", "daily_ohlcv", "daily_history_1d", "daily_filled")
+CHECKS = (("raw_klines_1m", "no_duplicate_minutes"), ("daily_ohlcv", "ohlc_sane"), ("daily_filled", "no_gaps"))
+
+
+def _iso(ts: float | None) -> str | None:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds") if ts else None
+
+
+def collect_status(settings: Settings, instance: dg.DagsterInstance) -> dict:
+    gaps = gap_report(settings)
+    symbols = {}
+    for symbol in settings.symbols:
+        days = lk.partition_days(settings.lake, lk.RAW_KLINES, symbol)
+        missing = missing_days(settings, symbol)
+        symbols[symbol] = {
+            "first_day": str(days[0]) if days else None,
+            "last_day": str(days[-1]) if days else None,
+            "partitions": len(days),
+            "missing_days": len(missing),
+            "missing_examples": [str(d) for d in missing[:10]],
+            "series_gaps": gaps.get(symbol, {}),
+        }
+    materializations = {}
+    for name in ASSETS:
+        event = instance.get_latest_materialization_event(dg.AssetKey(name))
+        materializations[name] = _iso(event.timestamp) if event else None
+    keys = [dg.AssetCheckKey(dg.AssetKey(asset), check) for asset, check in CHECKS]
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    checks = {}
+    for key in keys:
+        record = latest.get(key)
+        evaluation = record.evaluation if record else None
+        checks[f"{key.asset_key.to_user_string()}:{key.name}"] = {
+            "status": record.status.value if record else "NEVER_RUN",
+            "passed": evaluation.passed if evaluation else None,
+            "at": _iso(record.create_timestamp) if record else None,
+        }
+    failed = [k for k, v in checks.items() if v["passed"] is False]
+    return {
+        "home": str(settings.home),
+        "first_minute_day": str(settings.first_minute_day),
+        "symbols": symbols,
+        "last_materialization": materializations,
+        "checks": checks,
+        "healthy": not failed and all(s["missing_days"] == 0 for s in symbols.values()),
+    }
+
+
+def format_status(status: dict) -> str:
+    lines = [f"CRYPTO_LAMBDA_HOME {status['home']}  (minute partitions from {status['first_minute_day']})", ""]
+    lines.append(f"{'symbol':<10} {'first':<11} {'last':<11} {'parts':>6} {'missing':>8} {'filled':>7}")
+    for symbol, s in status["symbols"].items():
+        filled = s["series_gaps"].get("filled", "-")
+        lines.append(f"{symbol:<10} {s['first_day'] or '-':<11} {s['last_day'] or '-':<11} {s['partitions']:>6} "
+                     f"{s['missing_days']:>8} {filled:>7}")
+    lines += ["", "last materialization:"]
+    lines += [f"  {k:<18} {v or 'never'}" for k, v in status["last_materialization"].items()]
+    lines += ["", "checks:"]
+    for name, c in status["checks"].items():
+        verdict = {True: "PASSED", False: "FAILED", None: c["status"]}[c["passed"]]
+        lines.append(f"  {name:<36} {verdict:<10} {c['at'] or ''}")
+    lines += ["", "healthy" if status["healthy"] else "NOT healthy: see missing days / failed checks above"]
+    return "\n".join(lines)
