@@ -1,9 +1,84 @@
-"""`replay-exchange`: run the local replay exchange."""
+"""`replay-exchange`: run the local replay exchange in the foreground until Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import logging
+import signal
+import threading
+from pathlib import Path
+
+log = logging.getLogger("crypto_lambda.replay")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    pass
+    parser = sub.add_parser(
+        "replay-exchange",
+        help="serve recorded klines through a local Binance-compatible REST API",
+        description="Serve recorded klines (the shipped BTCUSDT/ETHUSDT sample unless --data is given) "
+                    "with Binance spot REST semantics. Point BINANCE_API_URL at the printed URL.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8090, help="port (default 8090; 0 = any free port)")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="allow binding a non-loopback address (the server has no authentication)")
+    parser.add_argument("--shift-to-today", action="store_true",
+                        help="shift whole days so the recording's last 1m day is today (UTC)")
+    parser.add_argument("--data", nargs="+", type=Path, metavar="PATH",
+                        help="kline files or directories to serve instead of the shipped sample")
+    parser.add_argument("--weight-budget", type=int, default=6000, help="request weight per minute")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added latency per API request")
+    parser.add_argument("--error-rate", type=float, default=0.0,
+                        help="fraction of API requests answered 500/503 (0-1)")
+    parser.add_argument("--seed", type=int, default=None, help="seed for --error-rate")
+    parser.set_defaults(func=run)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    from crypto_lambda.exchange.recording import Recording, iso_ms
+    from crypto_lambda.exchange.replay import ReplayKnobs, ReplayServer
+
+    if not is_loopback(args.host) and not args.allow_remote:
+        raise ValueError(f"--host {args.host} is not a loopback address; the replay exchange has no "
+                         "authentication, pass --allow-remote to expose it anyway")
+    if not 0 <= args.error_rate <= 1:
+        raise ValueError(f"--error-rate {args.error_rate} must be between 0 and 1")
+    if args.weight_budget < 1:
+        raise ValueError(f"--weight-budget {args.weight_budget} must be positive")
+    recording = (Recording.from_paths(args.data, shift_to_today=args.shift_to_today) if args.data
+                 else Recording.from_sample(shift_to_today=args.shift_to_today))
+    knobs = ReplayKnobs(latency_ms=args.latency_ms, error_rate=args.error_rate,
+                        weight_budget=args.weight_budget, seed=args.seed)
+    stop = threading.Event()
+    with ReplayServer(recording, knobs, host=args.host, port=args.port) as server:
+        log.info("replay exchange listening on %s (ws %s); shift %+d days", server.url, server.ws_url,
+                 recording.shift_ms // 86_400_000)
+        for symbol in recording.symbols:
+            try:
+                first, last = recording.minute_span(symbol)
+                minutes = f"1m {iso_ms(first)} .. {iso_ms(last)}"
+            except LookupError:
+                minutes = "1m none served yet"
+            days = recording.day_span(symbol)
+            daily = f"1d {iso_ms(days[0])[:10]} .. {iso_ms(days[1])[:10]}" if days else "1d none"
+            log.info("serving %s: %s; %s", symbol, minutes, daily)
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(0.5):  # short waits keep Ctrl-C responsive in the main thread
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        log.info("replay exchange stopping")
+    return 0
