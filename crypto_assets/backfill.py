@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -22,6 +23,8 @@ from crypto_lambda.config import Settings
 from crypto_lambda.timeutil import contiguous_runs, day_range, yesterday_utc
 
 log = logging.getLogger(__name__)
+# Dagster's console logger defaults to DEBUG (every step event); INFO keeps progress lines readable.
+RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": os.environ.get("CRYPTO_LAMBDA_RUN_LOG_LEVEL", "INFO")}}}}
 
 
 @dataclass
@@ -67,13 +70,13 @@ def run_backfill(defs: dg.Definitions, settings: Settings, instance: dg.DagsterI
         n = ((run_last - run_first).days + 1) * len(symbols)
         log.info("backfill run: %s..%s x %s (%d partitions)", run_first, run_last, ",".join(symbols), n)
         result = minutes_job.execute_in_process(instance=instance, tags=range_tags(run_first, run_last, symbols),
-                                                raise_on_error=False)
+                                                run_config=RUN_CONFIG, raise_on_error=False)
         outcome.runs.append(result.run_id)
         outcome.partitions += n
         outcome.success &= result.success
         outcome.checks.update(_check_results(result))
     series = defs.resolve_job_def(SERIES_JOB).execute_in_process(
-        instance=instance, tags=symbol_range_tags(symbols), raise_on_error=False)
+        instance=instance, tags=symbol_range_tags(symbols), run_config=RUN_CONFIG, raise_on_error=False)
     outcome.runs.append(series.run_id)
     outcome.success &= series.success
     outcome.checks.update(_check_results(series))

@@ -50,6 +50,7 @@ class ReplayKnobs:
     retry_after_s: int = 1
     weight_budget: int = 6000
     seed: int | None = None
+    corrupt_every_n: int = 0  # serve every Nth 1m kline with high < low, to test quarantine end to end
     stream: Any = None  # replay_ws's own knobs object, read by its add_stream_routes
 
 
@@ -157,6 +158,11 @@ async def klines(request: web.Request) -> web.Response:
     except _BadRequest as exc:
         return binance_error(400, exc.code, exc.msg)
     rows = recording.klines_rows(symbol, interval, start, end, limit)
+    every = request.app["knobs"].corrupt_every_n
+    if every and interval == "1m":
+        for row in rows:
+            if (row[0] // 60_000) % every == 0:
+                row[2], row[3] = row[3], str(float(row[2]) + 1.0)  # high below low: an OHLC violation
     return web.json_response(rows)
 
 

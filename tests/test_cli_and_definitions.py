@@ -1,0 +1,72 @@
+"""The code location loads as the UI would load it; CLI inputs fail with errors that name the input;
+the daily schedule asks for yesterday x every symbol in one run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import dagster as dg
+import pytest
+
+from crypto_lambda.cli import main
+
+
+def test_code_location_loads_with_assets_checks_jobs_schedules():
+    from crypto_assets.definitions import defs
+
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    names = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {"raw_klines_1m", "daily_ohlcv", "daily_history_1d", "daily_filled"} <= names
+    checks = {k.name for k in graph.asset_check_keys}
+    assert {"no_duplicate_minutes", "ohlc_sane", "no_gaps"} <= checks
+    assert defs.resolve_job_def("batch_minutes_job") and defs.resolve_job_def("batch_series_job")
+    assert {s.name for s in defs.schedules} == {"daily_batch_schedule", "daily_series_schedule"}
+
+
+def test_schedule_requests_yesterday_for_all_symbols_in_one_run(lambda_home):
+    from crypto_assets.definitions import build_defs
+    from crypto_lambda.config import load_settings
+
+    defs = build_defs(load_settings())
+    schedule = defs.resolve_schedule_def("daily_batch_schedule")
+    when = dt.datetime(2026, 3, 2, 0, 10, tzinfo=dt.UTC)
+    request = schedule.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=when)).run_requests[0]
+    assert request.tags["dagster/asset_partition_range_start"] == "2026-03-01|BTCUSDT"
+    assert request.tags["dagster/asset_partition_range_end"] == "2026-03-01|ETHUSDT"
+    assert request.run_key == "batch-2026-03-01"
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["backfill", "--start", "2025-13-01"], "--start '2025-13-01'"),
+    (["backfill", "--symbols", "btc/../x"], "'BTC/../X'"),
+    (["backfill", "--symbols", "XRPUSDT"], "XRPUSDT are not configured"),
+])
+def test_cli_rejects_bad_input_naming_it(argv, needle, lambda_home, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err, err
+    assert not (lambda_home / "lake").exists()
+
+
+def test_bad_environment_is_named(lambda_home, monkeypatch, capsys):
+    monkeypatch.setenv("CRYPTO_LAMBDA_START", "yesterday")
+    assert main(["status"]) == 2
+    assert "CRYPTO_LAMBDA_START 'yesterday'" in capsys.readouterr().err
+
+
+def test_status_json_on_empty_home(lambda_home, capsys):
+    assert main(["status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert set(status["symbols"]) == {"BTCUSDT", "ETHUSDT"}
+    assert status["healthy"] is False  # nothing materialized yet: every day is missing
+    assert all(s["missing_days"] > 0 for s in status["symbols"].values())
+
+
+@pytest.mark.parametrize("command", ["demo", "import", "backfill", "status", "replay-exchange"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert "usage: crypto-lambda" in capsys.readouterr().out
