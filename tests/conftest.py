@@ -20,6 +20,23 @@ def spark():
     yield session
 
 
+@pytest.fixture(scope="session")
+def recording():
+    """The shipped real sample, unshifted (tests that need "today" build their own shifted one)."""
+    from crypto_lambda.exchange.recording import Recording
+
+    return Recording.from_sample()
+
+
+@pytest.fixture(scope="session")
+def server(recording):
+    """One replay exchange on a free loopback port for every test that only reads from it."""
+    from crypto_lambda.exchange.replay import ReplayServer
+
+    with ReplayServer(recording) as srv:
+        yield srv
+
+
 @pytest.fixture()
 def lambda_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"

@@ -9,22 +9,10 @@ import pandas as pd
 import pytest
 
 from crypto_lambda.exchange.client import BinanceClient, ExchangeError
-from crypto_lambda.exchange.recording import Recording
 from crypto_lambda.exchange.replay import ReplayKnobs, ReplayServer
 from crypto_lambda.timeutil import DAY_MS, MINUTE_MS, day_start_ms, now_ms
 
 JUNE_1 = day_start_ms(dt.date(2025, 6, 1))
-
-
-@pytest.fixture(scope="module")
-def recording() -> Recording:
-    return Recording.from_sample()
-
-
-@pytest.fixture(scope="module")
-def server(recording: Recording):
-    with ReplayServer(recording) as srv:
-        yield srv
 
 
 class Sleeps(list):

@@ -30,17 +30,6 @@ LAST_MINUTE = day_start_ms(dt.date(2025, 8, 18)) + (18 * 60 + 27) * MINUTE_MS
 
 
 @pytest.fixture(scope="module")
-def recording() -> Recording:
-    return Recording.from_sample()
-
-
-@pytest.fixture(scope="module")
-def server(recording: Recording):
-    with ReplayServer(recording) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
 def feather() -> dict[str, pd.DataFrame]:
     out = {}
     for symbol in ("BTCUSDT", "ETHUSDT"):
