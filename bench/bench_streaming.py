@@ -1,0 +1,395 @@
+"""Speed layer: sustained msg/s through broker -> Spark -> Parquet, tick-to-Parquet latency, provisional daily
+bar latency and peak memory, beside kafka-python's raw consume rate measured in the same run.
+
+Why these phases: on 2 cores a Python producer cannot outrun the consumer (kafka-python computes CRC32C in pure
+Python), so throughput is measured on a backlog and latency on a live feed.
+
+1. load: ``--messages`` synthetic Binance trade events (2 symbols) into a fresh topic by 2 generator processes.
+2. raw: kafka-python reads that topic back (assign/seek, the Spark source's settings): the baseline.
+3. drain: one child per variant (bars query; bars without dedup; full consumer = bars + side) warms its JVM
+   on a few micro-batches (a consumer runs for days), then re-reads the whole topic with a fresh checkpoint in
+   available-now mode, ``--per-trigger`` records per micro-batch: sustained rate = records / (last commit -
+   first plan). The cold first micro-batch is reported beside it.
+4. live: the real pipeline as separate processes: ``replay-exchange`` (WebSocket knobs from the environment),
+   ``stream produce`` and ``stream consume`` (default 5 s trigger). Tick-to-Parquet latency per trade = commit
+   time of the micro-batch that processed it - its Kafka timestamp (producer receive time); provisional
+   latency = first time a kline update is visible in the provisional files - its Kafka timestamp; both after
+   a warm-up (the consumer's first micro-batches pay JIT and Python worker start). Peak RSS of
+   each process tree (broker, producer, consumer incl. JVM and Python workers) is sampled every 0.5 s.
+
+    .venv/bin/python bench/bench_streaming.py [--messages 600000] [--live-seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+from common import Figure, log  # noqa: E402
+
+from streaming_service.broker import EmbeddedBroker, ensure_topics, free_port  # noqa: E402
+from streaming_service.kafka_source import _consumer, probe_end_offsets  # noqa: E402
+from streaming_service.topics import Topics  # noqa: E402
+
+CLI = [sys.executable, "-c", "import sys; from crypto_lambda.cli import main; sys.exit(main())"]
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
+TARGET_RATE, TARGET_P99_S, TARGET_PROVISIONAL_S = 20_000, 15.0, 60.0
+
+
+# -- processes and memory -----------------------------------------------------------------------------------
+
+def _tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def rss_mb(root: int) -> float:
+    total = 0
+    for pid in _tree(root):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    handle = open(log_path, "wb")  # noqa: SIM115 - owned by the child
+    proc = subprocess.Popen(args, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT,
+                            start_new_session=True, cwd=common.REPO)
+    handle.close()
+    return proc
+
+
+def stop(proc: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGTERM to the process itself (the consumer then finishes its micro-batch; its JVM follows), the whole
+    process group only if it does not exit."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+# -- phase 1 and 2: load and raw consume --------------------------------------------------------------------
+
+def child_generate(bootstrap: str, topic: str, count: int, part: int, parts: int) -> None:
+    """Generator process: trades of both symbols, event time = now, prices within a 1% band."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=512 * 1024, acks="all")
+    for i in range(part, count, parts):
+        symbol = SYMBOLS[i % 2]
+        now = int(time.time() * 1000)
+        value = (f'{{"e":"trade","E":{now},"s":"{symbol}","t":{i // 2 + 1},"p":"{100000 + (i % 997) * 0.01:.2f}",'
+                 f'"q":"0.00{1 + i % 9}00000","T":{now},"m":{"true" if i % 3 else "false"},"M":true}}')
+        producer.send(topic, key=symbol.encode(), value=value.encode())
+    producer.flush()
+    producer.close()
+
+
+def load(bootstrap: str, topic: str, count: int, workdir: Path) -> float:
+    started = time.perf_counter()
+    procs = [spawn([sys.executable, __file__, "--child-generate", bootstrap, topic, str(count), str(i), "2"], {},
+                   workdir / f"generate-{i}.log") for i in range(2)]
+    for proc in procs:
+        if proc.wait() != 0:
+            raise RuntimeError(f"generator failed: {(workdir / 'generate-0.log').read_text()[-2000:]}")
+    return count / (time.perf_counter() - started)
+
+
+def raw_consume(bootstrap: str, topic: str) -> tuple[float, int, dict]:
+    """kafka-python alone: every record of the topic, partition by partition, as the Spark tasks read."""
+    from kafka import TopicPartition
+
+    consumer = _consumer(bootstrap, fetch_max_bytes=64 << 20, max_partition_fetch_bytes=16 << 20,
+                         max_poll_records=20000, fetch_max_wait_ms=50)
+    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+    ends = probe_end_offsets(consumer, tps)
+    timestamps: dict = {}
+    started = time.perf_counter()
+    n = 0
+    for tp in tps:
+        consumer.assign([tp])
+        consumer.seek(tp, 0)
+        stamps = np.empty(ends[tp], dtype=np.int64)
+        while consumer.position(tp) < ends[tp]:
+            for record in consumer.poll(timeout_ms=500).get(tp, []):
+                stamps[record.offset] = record.timestamp
+                n += 1
+        timestamps[(tp.topic, tp.partition)] = stamps
+    rate = n / (time.perf_counter() - started)
+    consumer.close()
+    return rate, n, timestamps
+
+
+# -- phase 3: drain -----------------------------------------------------------------------------------------
+
+def batches(checkpoint: Path) -> list[dict]:
+    """Micro-batches of a query from its checkpoint: end offsets, rows, plan and commit times."""
+    out, previous = [], None
+    if not (checkpoint / "offsets").is_dir():
+        return out
+    for path in sorted((checkpoint / "offsets").iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else -1):
+        if not path.name.isdigit():
+            continue
+        lines = path.read_text().splitlines()
+        ends = {(t, int(p)): int(o) for t, parts in json.loads(lines[2]).items() for p, o in parts.items()}
+        starts = previous or {k: 0 for k in ends}
+        commit = checkpoint / "commits" / path.name
+        out.append({"batch": int(path.name), "ends": ends, "starts": dict(starts),
+                    "rows": sum(ends[k] - starts.get(k, 0) for k in ends), "planned": path.stat().st_mtime,
+                    "committed": commit.stat().st_mtime if commit.exists() else None})
+        previous = ends
+    return out
+
+
+def child_drain(bootstrap: str, prefix: str, per_trigger: int, queries: str, dedup: bool, home: Path) -> None:
+    """Drain child: warm the JVM on a few micro-batches of the topic (a consumer runs for days, so its JIT is
+    warm), then replay the whole topic with a fresh checkpoint in available-now mode."""
+    from crypto_lambda.config import Settings
+    from crypto_lambda.spark import get_spark
+    from streaming_service import consumer
+    from streaming_service.topics import SpeedPaths
+
+    spark = get_spark()
+
+    def config(name: str, limit: int, **extra: object) -> consumer.ConsumerConfig:
+        return consumer.ConsumerConfig(bootstrap=bootstrap, paths=SpeedPaths.of(Settings(home=home / name)),
+                                       topics=Topics.with_prefix(prefix), max_offsets_per_trigger=limit,
+                                       queries=tuple(queries.split(",")), dedup=dedup, **extra)  # type: ignore[arg-type]
+
+    started = time.time()
+    running = consumer.start(spark, config("warm", min(per_trigger, 10_000), trigger_seconds=0.5))
+    deadline = time.time() + 240
+    while time.time() < deadline and any(len([p for p in q.recentProgress if p["numInputRows"]]) < 3
+                                         for q in running):
+        time.sleep(0.5)
+    for query in running:
+        query.stop()
+    warm_s = time.time() - started
+    consumer.run(config("run", per_trigger, available_now=True), spark)
+    print(json.dumps({"warmup_s": warm_s}), flush=True)
+
+
+def drain(bootstrap: str, prefix: str, per_trigger: int, queries: str, dedup: bool, workdir: Path,
+          label: str) -> dict:
+    home = workdir / f"home-{label}"
+    shutil.rmtree(home, ignore_errors=True)
+    args = [sys.executable, __file__, "--child-drain", bootstrap, prefix, str(per_trigger), queries,
+            "1" if dedup else "0", str(home)]
+    started = time.time()
+    proc = spawn(args, {}, workdir / f"drain-{label}.log")
+    peak = 0.0
+    while proc.poll() is None:
+        peak = max(peak, rss_mb(proc.pid))
+        time.sleep(0.5)
+    if proc.returncode != 0:
+        raise RuntimeError(f"drain {label} failed: {(workdir / f'drain-{label}.log').read_text()[-3000:]}")
+    cold = [b for b in batches(home / "warm" / "checkpoints" / "stream" / "pykafka" / "bars") if b["committed"]]
+    data = [b for b in batches(home / "run" / "checkpoints" / "stream" / "pykafka" / "bars")
+            if b["committed"] and b["rows"]]
+    rows = sum(b["rows"] for b in data)
+    rate = rows / max(data[-1]["committed"] - data[0]["planned"], 1e-9)
+    return {"rows": rows, "sustained": rate, "first_batch_s": cold[0]["committed"] - cold[0]["planned"],
+            "wall_s": time.time() - started, "batches": len(data), "peak_rss_mb": peak}
+
+
+# -- phase 4: live ------------------------------------------------------------------------------------------
+
+def caught_up(home: Path, not_before: float, timeout: float) -> float:
+    """When both queries have committed a micro-batch planned after ``not_before`` within 2 triggers (the
+    cold start's backlog is gone); measuring starts then."""
+    deadline = time.time() + timeout
+    root = home / "checkpoints" / "stream" / "pykafka"
+    while time.time() < deadline:
+        ready = []
+        for query in ("bars", "side"):
+            done = [b for b in batches(root / query) if b["committed"] and b["planned"] >= not_before]
+            ready.append(any(b["committed"] - b["planned"] <= 10 for b in done))
+        if all(ready):
+            return time.time()
+        time.sleep(1)
+    raise TimeoutError("the consumer did not catch up with the live feed")
+
+
+def live(bootstrap: str, seconds: float, warmup: float, speed: float, tpm: int, workdir: Path,
+         broker_pid: int) -> dict:
+    from crypto_lambda.exchange.recording import Recording
+
+    home = workdir / "home-live"
+    shutil.rmtree(home, ignore_errors=True)
+    prefix = "live"
+    ensure_topics(bootstrap, Topics.with_prefix(prefix).all(), 2)
+    start_ms = Recording.from_sample().minute_span("BTCUSDT")[0] + 30 * 86_400_000
+    port = free_port()
+    env = {"CRYPTO_LAMBDA_HOME": str(home), "REPLAY_WS_SPEED": str(speed), "REPLAY_WS_START_MS": str(start_ms),
+           "REPLAY_WS_TRADES_PER_MINUTE": str(tpm)}
+    exchange = spawn([*CLI, "replay-exchange", "--port", str(port)], env, workdir / "live-exchange.log")
+    consumer = spawn([*CLI, "stream", "consume", "--bootstrap", bootstrap, "--topic-prefix", prefix], env,
+                     workdir / "live-consume.log")
+    checkpoint = home / "checkpoints" / "stream" / "pykafka" / "bars"
+    while not (checkpoint / "offsets").is_dir():  # the consumer's JVM is up and has planned a batch
+        if consumer.poll() is not None:
+            raise RuntimeError((workdir / "live-consume.log").read_text()[-3000:])
+        time.sleep(0.5)
+    producer = spawn([*CLI, "stream", "produce", "--bootstrap", bootstrap, "--topic-prefix", prefix,
+                      "--ws-url", f"ws://127.0.0.1:{port}", "--stats-seconds", "10"], env, workdir / "live-produce.log")
+    producer_started = time.time()
+    peaks = {"broker": 0.0, "producer": 0.0, "consumer": 0.0}
+    seen: dict = {}
+    provisional = home / "lake" / "speed_provisional_1m"
+    measured_from = caught_up(home, time.time() + warmup, timeout=300)  # the first micro-batches are cold
+    ended = measured_from + seconds
+    while time.time() < ended:
+        for name, pid in (("broker", broker_pid), ("producer", producer.pid), ("consumer", consumer.pid)):
+            peaks[name] = max(peaks[name], rss_mb(pid))
+        now = time.time()
+        for path in provisional.rglob("*.parquet") if provisional.is_dir() else []:
+            try:
+                table = pq.read_table(path, columns=["symbol", "open_time", "event_ms", "received_ms"])
+            except Exception:  # noqa: BLE001 - replaced while reading
+                continue
+            for row in zip(*(table[c].to_pylist() for c in table.column_names), strict=True):
+                if row[3] / 1000 >= measured_from:
+                    seen.setdefault(row[:3], now - row[3] / 1000)
+        time.sleep(0.5)
+    stop(producer)
+    time.sleep(12)  # two triggers: the consumer catches up with what the producer flushed
+    stop(consumer)
+    stop(exchange)
+    _, n, stamps = raw_consume(bootstrap, Topics.with_prefix(prefix).trades)
+    latencies = []
+    for b in batches(checkpoint):
+        if b["committed"] is None:
+            continue
+        for key, end in b["ends"].items():
+            ts = stamps.get(key)
+            if ts is not None and end > b["starts"].get(key, 0):
+                sent = ts[b["starts"].get(key, 0):end] / 1000
+                latencies.append(b["committed"] - sent[sent >= measured_from])
+    lat = np.concatenate(latencies) if latencies else np.array([np.nan])
+    prov = np.array(list(seen.values())) if seen else np.array([np.nan])
+    return {"trades": n, "rate": n / (ended - producer_started), "warmup_s": measured_from - producer_started,
+            "measured_s": seconds,
+            "p50": float(np.percentile(lat, 50)),
+            "p99": float(np.percentile(lat, 99)), "max": float(np.max(lat)),
+            "provisional_p50": float(np.percentile(prov, 50)), "provisional_p99": float(np.percentile(prov, 99)),
+            "provisional_max": float(np.max(prov)), "provisional_samples": len(seen),
+            "peak_rss_mb": peaks, "speed": speed, "trades_per_minute": tpm}
+
+
+def measure(args: argparse.Namespace) -> tuple[list[Figure], dict]:
+    workdir = common.bench_home() / "streaming"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    prefix = "drain"
+    with EmbeddedBroker(log_path=workdir / "tansu.log") as broker:
+        topics = Topics.with_prefix(prefix)
+        ensure_topics(broker.bootstrap, topics.all(), 2)
+        log(f"load: {args.messages:,} trades into {topics.trades}; load average {os.getloadavg()[0]:.1f}")
+        load_rate = load(broker.bootstrap, topics.trades, args.messages, workdir)
+        log(f"  {load_rate:,.0f} msg/s from 2 generator processes")
+        raw_rate, raw_n, _ = raw_consume(broker.bootstrap, topics.trades)
+        log(f"raw kafka-python consume: {raw_n:,} records, {raw_rate:,.0f} msg/s")
+        runs = {}
+        plan = (("bars", "bars", True), ("bars-nodedup", "bars", False), ("full", "bars,side", True))
+        for label, queries, dedup in plan if "drain" in args.phases else ():
+            runs[label] = drain(broker.bootstrap, prefix, args.per_trigger, queries, dedup, workdir, label)
+            log(f"drain {label}: {runs[label]['sustained']:,.0f} msg/s sustained over {runs[label]['batches']} "
+                f"warm batches (cold first batch {runs[label]['first_batch_s']:.1f}s)")
+        if "live" not in args.phases:
+            return [], {"drain": runs}
+        log(f"live: replay x{args.live_speed:g}, {args.live_tpm} trades/min/symbol for {args.live_seconds:.0f}s")
+        lv = live(broker.bootstrap, args.live_seconds, args.live_warmup, args.live_speed, args.live_tpm, workdir,
+                  broker.pid or 0)
+    if not runs:  # live only: keep the drain figures of the last full run
+        previous = common.bench_home() / "streaming.details.json"
+        runs = json.loads(previous.read_text())["drain"] if previous.exists() else {}
+    if not runs:
+        raise SystemExit("no drain figures yet: run with --phases drain,live first")
+    mem = lv["peak_rss_mb"]
+    figures = [
+        Figure("kafka-python raw consume", raw_rate, "msg/s", None, "", None, f"{raw_n:,} records, same run"),
+        Figure("sustained bars query (dedup)", runs["bars"]["sustained"], "msg/s", raw_rate,
+               f">= {TARGET_RATE:,} msg/s", runs["bars"]["sustained"] >= TARGET_RATE,
+               f"{args.per_trigger:,} rows/batch, warm JVM; cold first batch {runs['bars']['first_batch_s']:.1f}s"),
+        Figure("sustained bars query (no dedup)", runs["bars-nodedup"]["sustained"], "msg/s", raw_rate),
+        Figure("sustained full consumer (bars+side)", runs["full"]["sustained"], "msg/s", raw_rate, "", None,
+               "the side query reads every topic again (quarantine, gaps, provisional)"),
+        Figure("tick-to-Parquet p50", lv["p50"], "s", None, "", None,
+               f"live {lv['rate']:,.0f} trades/s through the real producer; 5 s trigger; the first "
+               f"{lv['warmup_s']:.0f}s (cold micro-batches and their backlog) not counted"),
+        Figure("tick-to-Parquet p99", lv["p99"], "s", None, f"<= {TARGET_P99_S:g} s", lv["p99"] <= TARGET_P99_S,
+               f"max {lv['max']:.1f}s"),
+        Figure("provisional daily bar latency p99", lv["provisional_p99"], "s", None,
+               f"<= {TARGET_PROVISIONAL_S:g} s", lv["provisional_max"] <= TARGET_PROVISIONAL_S,
+               f"p50 {lv['provisional_p50']:.1f}s, max {lv['provisional_max']:.1f}s, "
+               f"{lv['provisional_samples']} kline updates"),
+        Figure("peak RSS broker+producer+consumer", sum(mem.values()), "MB", None, "", None,
+               ", ".join(f"{k} {v:,.0f} MB" for k, v in mem.items())),
+        Figure("load generators (2 processes)", load_rate, "msg/s"),
+    ]
+    return figures, {"drain": runs, "live": lv, "raw_rate": raw_rate, "load_rate": load_rate,
+                     "load_average": os.getloadavg()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=600_000, help="backlog size for the drain phase")
+    parser.add_argument("--per-trigger", type=int, default=50_000, help="maxOffsetsPerTrigger while draining")
+    parser.add_argument("--live-seconds", type=float, default=60.0, help="measured part of the live phase")
+    parser.add_argument("--live-warmup", type=float, default=20.0,
+                        help="measure once the consumer has caught up with batches planned this long after start")
+    parser.add_argument("--live-speed", type=float, default=60.0, help="replay speed of the live phase")
+    parser.add_argument("--live-tpm", type=int, default=600, help="trades per minute per symbol (live)")
+    parser.add_argument("--phases", default="drain,live", help="drain,live (live alone reuses drain figures)")
+    parser.add_argument("--child-generate", nargs=5, metavar=("BOOTSTRAP", "TOPIC", "N", "PART", "PARTS"))
+    parser.add_argument("--child-drain", nargs=6, metavar=("BOOTSTRAP", "PREFIX", "PER_TRIGGER", "QUERIES",
+                                                           "DEDUP", "HOME"))
+    args = parser.parse_args(argv)
+    if args.child_generate:
+        bootstrap, topic, count, part, parts = args.child_generate
+        child_generate(bootstrap, topic, int(count), int(part), int(parts))
+        return 0
+    if args.child_drain:
+        bootstrap, prefix, per_trigger, queries, dedup, home = args.child_drain
+        child_drain(bootstrap, prefix, int(per_trigger), queries, dedup == "1", Path(home))
+        return 0
+    figures, details = measure(args)
+    common.print_table("streaming (broker -> Spark -> Parquet)", figures)
+    path = common.write_figures("streaming", figures, details)
+    log(f"figures -> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,177 @@
+"""Parsing and bar aggregation shared by every reader of the Kafka topics (both source formats, the
+streaming job, the benchmark and the tests).
+
+Kafka values are Binance event JSON (``e`` = trade | kline) or the producer's gap markers (``e`` = gap).
+One explicit schema parses all three (field names are case-sensitive: Binance uses both ``e`` and ``E``);
+:func:`parse_events` adds a ``reason`` column that is null for a valid record and otherwise names the first
+problem, so one filter splits good records from quarantine and a bad record never stops the stream.
+
+A 1-minute bar: open = price of the first trade by (trade time, trade id, partition, offset), close = of
+the last, high/low = max/min, volume = sum of quantities, trades = count; ties are broken by trade id and
+then Kafka position, so replays give identical bars. :func:`bars_from_trades` is the same rule in pandas.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+EVENT_SCHEMA = (
+    "e string, E long, s string, t long, p string, q string, T long, m boolean, "
+    "k struct<t:long, T:long, s:string, i:string, f:long, L:long, o:string, c:string, h:string, l:string, "
+    "v:string, n:long, x:boolean, q:string, V:string, Q:string>, "
+    "`from` long, `to` long, reason string"
+)
+# The same struct with unambiguous names: Spark resolves field references case-insensitively by default, so
+# the parsed struct is cast (positionally) to this before any field is referenced.
+NAMED_SCHEMA = (
+    "struct<e:string, event_ms:long, s:string, trade_id:long, p:string, q:string, trade_ms:long, m:boolean, "
+    "k:struct<open_ms:long, close_ms:long, s:string, i:string, first_id:long, last_id:long, o:string, "
+    "c:string, h:string, l:string, v:string, n:long, x:boolean, quote:string, taker_base:string, "
+    "taker_quote:string>, `from`:long, `to`:long, reason:string>"
+)
+SYMBOL_PATTERN = "^[A-Z0-9]{5,20}$"
+BAR_COLUMNS = ("symbol", "open_time", "open", "high", "low", "close", "volume", "quote_volume", "trades",
+               "taker_buy_base", "taker_buy_quote", "source", "date")
+
+
+def _num(text: Column) -> Column:
+    return text.try_cast("double")
+
+
+def _bad_number(col: Column, positive: bool = True) -> Column:
+    bad = col.isNull() | F.isnan(col) | (F.abs(col) == F.lit(float("inf")))
+    return bad | (col <= 0) if positive else bad | (col < 0)
+
+
+TRADE_SCHEMA = "e string, E long, s string, t long, p string, q string, T long, m boolean"
+TRADE_NAMED = ("struct<e:string, event_ms:long, s:string, trade_id:long, p:string, q:string, trade_ms:long, "
+               "m:boolean>")
+
+
+def parse_events(kafka: DataFrame, expected: dict[str, str] | None = None, trades_only: bool = False
+                 ) -> DataFrame:
+    """Kafka rows (key, value, topic, partition, offset, timestamp) -> typed events plus ``reason``.
+
+    ``expected`` maps topic -> event type (``trade``/``kline``/``gap``); a record of another type on that
+    topic is quarantined as ``event_type_does_not_match_topic``. ``trades_only`` parses just the trade fields
+    (cheaper, for the bars query): the verdict on a trade record is the same either way, since every trade
+    rule reads trade fields only; kline/gap columns are then null.
+    """
+    if trades_only:
+        j = F.from_json(F.col("value").cast("string"), TRADE_SCHEMA).cast(TRADE_NAMED)
+        j = F.struct(*[j.getField(f).alias(f) for f in ("e", "event_ms", "s", "trade_id", "p", "q", "trade_ms",
+                                                          "m")],
+                     F.lit(None).cast(NAMED_SCHEMA).getField("k").alias("k"),
+                     F.lit(None).cast("long").alias("from"), F.lit(None).cast("long").alias("to"),
+                     F.lit(None).cast("string").alias("reason"))
+    else:
+        j = F.from_json(F.col("value").cast("string"), EVENT_SCHEMA).cast(NAMED_SCHEMA)
+    df = kafka.select(
+        "topic", "partition", "offset", F.col("timestamp").alias("kafka_ts"), "key",
+        F.col("value").alias("raw"), j.alias("j"))
+    price, qty = _num(F.col("j.p")), _num(F.col("j.q"))
+    ko, kh, kl, kc, kv = (_num(F.col(f"j.k.{f}")) for f in ("o", "h", "l", "c", "v"))
+    symbol = F.col("j.s")
+    kind = F.col("j.e")
+    topic_kind = F.lit(None).cast("string")
+    if expected:
+        mapping = F.create_map(*[F.lit(x) for pair in expected.items() for x in pair])
+        topic_kind = mapping[F.col("topic")]
+    reason = (
+        F.when(F.col("raw").isNull(), "empty_value")
+        .when(kind.isNull(), "unparseable_json")
+        .when(~kind.isin("trade", "kline", "gap"), "unknown_event_type")
+        .when(topic_kind.isNotNull() & (topic_kind != kind), "event_type_does_not_match_topic")
+        .when(symbol.isNull() | ~symbol.rlike(SYMBOL_PATTERN), "invalid_symbol")
+        .when(F.col("key").isNotNull() & (F.col("key").cast("string") != symbol), "key_does_not_match_symbol")
+        .when((kind == "trade") & (F.col("j.trade_id").isNull() | (F.col("j.trade_id") < 0)), "invalid_trade_id")
+        .when((kind == "trade") & (F.col("j.trade_ms").isNull() | (F.col("j.trade_ms") <= 0)), "invalid_trade_time")
+        .when((kind == "trade") & _bad_number(price), "invalid_price")
+        .when((kind == "trade") & _bad_number(qty), "invalid_quantity")
+        .when((kind == "kline") & (F.col("j.k").isNull() | F.col("j.k.open_ms").isNull()), "missing_kline")
+        .when((kind == "kline") & (F.col("j.k.i") != "1m"), "unsupported_kline_interval")
+        .when((kind == "kline") & (F.col("j.k.open_ms") % 60000 != 0), "kline_open_time_not_minute_aligned")
+        .when((kind == "kline") & (_bad_number(ko) | _bad_number(kh) | _bad_number(kl) | _bad_number(kc)
+                                   | _bad_number(kv, positive=False)), "invalid_kline_value")
+        .when((kind == "kline") & ~((kl <= F.least(ko, kc)) & (F.greatest(ko, kc) <= kh)), "ohlc_violation")
+        .when((kind == "gap") & (F.col("j.from").isNull() | F.col("j.to").isNull()
+                                 | (F.col("j.from") > F.col("j.to"))), "invalid_gap_range")
+    )
+    return df.select(
+        "topic", "partition", "offset", "kafka_ts", "raw", kind.alias("event"), symbol.alias("symbol"),
+        F.col("j.event_ms").alias("event_ms"),
+        F.col("j.trade_id").alias("trade_id"), price.alias("price"), qty.alias("qty"),
+        F.timestamp_millis(F.col("j.trade_ms")).alias("trade_ts"), F.col("j.m").alias("buyer_maker"),
+        F.col("j.k.open_ms").alias("kline_open_ms"), ko.alias("k_open"), kh.alias("k_high"), kl.alias("k_low"),
+        kc.alias("k_close"), kv.alias("k_volume"), F.col("j.k.n").alias("k_trades"),
+        F.col("j.k.x").alias("k_closed"),
+        F.col("j.from").alias("gap_from_ms"), F.col("j.to").alias("gap_to_ms"),
+        F.col("j.reason").alias("gap_reason"),
+        reason.alias("reason"),
+    )
+
+
+def valid_trades(events: DataFrame) -> DataFrame:
+    return events.where(F.col("reason").isNull() & (F.col("event") == "trade"))
+
+
+def minute_bars(trades: DataFrame, watermark: str = "2 minutes", dedup: bool = True) -> DataFrame:
+    """1-minute OHLCV bars from valid trades, event-time windows with a watermark (append-safe)."""
+    trades = trades.withWatermark("trade_ts", watermark)
+    if dedup:  # the producer is at-least-once across broker outages; trade ids are unique per symbol
+        trades = trades.dropDuplicatesWithinWatermark(["symbol", "trade_id"])
+    order = F.struct("trade_ts", "trade_id", "partition", "offset")
+    taker = ~F.col("buyer_maker")
+    bars = trades.groupBy(F.window("trade_ts", "1 minute").alias("w"), "symbol").agg(
+        F.min_by("price", order).alias("open"), F.max("price").alias("high"), F.min("price").alias("low"),
+        F.max_by("price", order).alias("close"), F.sum("qty").alias("volume"),
+        F.sum(F.col("price") * F.col("qty")).alias("quote_volume"), F.count(F.lit(1)).alias("trades"),
+        F.sum(F.when(taker, F.col("qty")).otherwise(0.0)).alias("taker_buy_base"),
+        F.sum(F.when(taker, F.col("price") * F.col("qty")).otherwise(0.0)).alias("taker_buy_quote"),
+    )
+    return bars.select(
+        "symbol", F.col("w.start").alias("open_time"), "open", "high", "low", "close", "volume", "quote_volume",
+        "trades", "taker_buy_base", "taker_buy_quote", F.lit("stream").alias("source"),
+        F.date_format("w.start", "yyyy-MM-dd").alias("date"))
+
+
+def side_records(events: DataFrame) -> DataFrame:
+    """Everything the side outputs need, in one pass and one small shuffle: each invalid record (``kind`` =
+    bad), each gap marker (gap) and, per (symbol, minute), the newest kline update (kline; newest by event
+    time, closed last, then Kafka position). Valid trades, the bulk, are dropped before the shuffle."""
+    kind = (F.when(F.col("reason").isNotNull(), "bad").when(F.col("event") == "gap", "gap")
+            .when(F.col("event") == "kline", "kline"))
+    keyed = events.withColumn("kind", kind).where(F.col("kind").isNotNull())
+    is_kline = F.col("kind") == "kline"
+    keys = [F.when(is_kline, F.col("symbol")).otherwise(F.col("topic")).alias("k1"),
+            F.when(is_kline, F.col("kline_open_ms")).otherwise(F.col("partition").cast("long")).alias("k2"),
+            F.when(is_kline, F.lit(0)).otherwise(F.col("offset")).alias("k3")]
+    payload = F.struct(*[c for c in keyed.columns if c != "kind"])
+    order = F.struct("event_ms", "k_closed", "partition", "offset")
+    return keyed.groupBy("kind", *keys).agg(F.max_by(payload, order).alias("r")).select("kind", "r.*")
+
+
+def bars_from_trades(trades: pd.DataFrame) -> pd.DataFrame:
+    """The same bar rule in pandas; ``trades`` has symbol, trade_time_ms, trade_id, price, qty."""
+    frame = trades.sort_values(["symbol", "trade_time_ms", "trade_id"], kind="stable")
+    frame = frame.drop_duplicates(["symbol", "trade_id"], keep="first")
+    frame = frame.assign(open_ms=frame["trade_time_ms"] - frame["trade_time_ms"] % 60_000)
+    out = frame.groupby(["symbol", "open_ms"], sort=True).agg(
+        open=("price", "first"), high=("price", "max"), low=("price", "min"), close=("price", "last"),
+        volume=("qty", "sum"), trades=("trade_id", "count")).reset_index()
+    out["open_time"] = pd.to_datetime(out.pop("open_ms"), unit="ms", utc=True).astype("datetime64[ms, UTC]")
+    return out[["symbol", "open_time", "open", "high", "low", "close", "volume", "trades"]]
+
+
+def daily_from_minutes(minutes: pd.DataFrame) -> dict | None:
+    """Daily OHLCV from one symbol-day's minute bars (sorted by open_time), None when there are none."""
+    if minutes is None or not len(minutes):
+        return None
+    minutes = minutes.sort_values("open_time", kind="stable")
+    return {"open": float(minutes["open"].iloc[0]), "high": float(minutes["high"].max()),
+            "low": float(minutes["low"].min()), "close": float(minutes["close"].iloc[-1]),
+            "volume": float(minutes["volume"].sum()), "minutes": int(len(minutes)),
+            "trades": int(minutes["trades"].fillna(0).sum()) if "trades" in minutes else None,
+            "first_minute": minutes["open_time"].iloc[0], "last_minute": minutes["open_time"].iloc[-1]}

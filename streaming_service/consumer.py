@@ -1,0 +1,253 @@
+"""Speed layer job: Kafka -> Spark Structured Streaming -> Parquet, exactly once.
+
+Two queries on one SparkSession, each with its own checkpoint under ``checkpoints/stream/<format>/``:
+
+* ``bars`` reads the trades topic, parses it with :func:`bars.parse_events`, keeps valid trades, applies an
+  event-time watermark (default 2 minutes), drops duplicate trade ids within it and appends 1-minute OHLCV
+  bars through the Parquet file sink partitioned by symbol/date. Exactly once: offsets are journaled in the
+  checkpoint before a batch runs and the sink commits files through ``_spark_metadata``.
+* ``side`` reads all topics once more and, per micro-batch (``foreachBatch``, files named by batch id so a
+  replayed batch overwrites itself), in one pass (:func:`bars.side_records`): quarantines every invalid
+  record (raw bytes, reason, position), stores gap markers, and folds the newest kline update of each minute
+  into the provisional files behind :func:`speed_lake.provisional_daily_bar` (today's bar within one trigger
+  of a tick). The bars query parses trades only; a record's verdict is the same in both queries.
+
+A minute's committed bar appears once the watermark passes its end, i.e. about a minute plus the watermark
+delay after it opened; until then the provisional file has it. In ``available_now`` mode a run stops when
+it has caught up with the topics' ends at start time; the last ``watermark`` minutes stay in the state store
+until later data moves the watermark (a later run emits them).
+
+Source: ``format("kafka")`` when Spark's connector is on the classpath, else the project's Python source
+(:mod:`kafka_source`) with the same options and columns. Checkpoints are per format because their offset
+logs are not interchangeable.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from streaming_service import bars, kafka_source, speed_lake
+from streaming_service.topics import SpeedPaths, Topics
+
+log = logging.getLogger(__name__)
+
+EXPECTED_EVENT = ("trade", "kline", "gap")
+
+
+@dataclass
+class ConsumerConfig:
+    bootstrap: str
+    paths: SpeedPaths
+    topics: Topics = field(default_factory=Topics.with_prefix)
+    trigger_seconds: float = 5.0
+    available_now: bool = False
+    starting_offsets: str = "earliest"
+    max_offsets_per_trigger: int | None = None
+    watermark: str = "2 minutes"
+    dedup: bool = True
+    source_format: str = "auto"  # auto | kafka | pykafka
+    queries: tuple[str, ...] = ("bars", "side")
+
+    def expected(self) -> dict[str, str]:
+        return dict(zip(self.topics.all(), EXPECTED_EVENT, strict=True))
+
+
+def native_kafka_available(spark) -> bool:
+    """True when Spark's own Kafka connector (spark-sql-kafka jar) is on the classpath."""
+    from pyspark.errors import AnalysisException
+
+    try:
+        spark.readStream.format("kafka").option("kafka.bootstrap.servers", "127.0.0.1:9").option(
+            "subscribe", "probe").load()
+        return True
+    except AnalysisException as exc:
+        if "KAFKA_DATA_SOURCE_NOT_ENABLED" in str(exc) or "DATA_SOURCE_NOT_FOUND" in str(exc):
+            return False
+        raise
+
+
+def resolve_format(spark, wanted: str = "auto") -> str:
+    if wanted == "auto":
+        return "kafka" if native_kafka_available(spark) else kafka_source.register(spark)
+    if wanted == kafka_source.SOURCE_NAME:
+        return kafka_source.register(spark)
+    if wanted != "kafka":
+        raise ValueError(f"source format {wanted!r} is not one of auto, kafka, {kafka_source.SOURCE_NAME}")
+    return wanted
+
+
+def read_kafka(spark, fmt: str, config: ConsumerConfig, topics: tuple[str, ...]):
+    reader = (spark.readStream.format(fmt).option("kafka.bootstrap.servers", config.bootstrap)
+              .option("subscribe", ",".join(topics)).option("startingOffsets", config.starting_offsets))
+    if config.max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", str(config.max_offsets_per_trigger))
+    return reader.load()
+
+
+def checkpoint_dir(config: ConsumerConfig, fmt: str, query: str) -> Path:
+    return config.paths.checkpoints / fmt / query
+
+
+def _guard_output(config: ConsumerConfig, fmt: str) -> None:
+    """A new checkpoint on an output that already has a sink log would silently skip its first batches."""
+    commits = checkpoint_dir(config, fmt, "bars") / "commits"
+    meta = config.paths.bars / "_spark_metadata"
+    if meta.is_dir() and any(meta.iterdir()) and not (commits.is_dir() and any(commits.iterdir())):
+        raise ValueError(f"{config.paths.bars} already holds streaming output but {commits.parent} has no "
+                         "checkpoint for it (other source format or a deleted checkpoint); use another "
+                         "--output or --reset")
+
+
+def reset(config: ConsumerConfig) -> None:
+    """Delete the speed layer's outputs and checkpoints (all formats): a full re-read of the topics."""
+    for path in (config.paths.bars, config.paths.gaps, config.paths.provisional, config.paths.quarantine,
+                 config.paths.checkpoints):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _trigger(config: ConsumerConfig) -> dict:
+    if config.available_now:
+        return {"availableNow": True}
+    return {"processingTime": f"{config.trigger_seconds:g} seconds"}
+
+
+def start_bars(spark, fmt: str, config: ConsumerConfig):
+    kafka = read_kafka(spark, fmt, config, (config.topics.trades,))
+    trades = bars.valid_trades(bars.parse_events(kafka, config.expected(), trades_only=True))
+    out = bars.minute_bars(trades, config.watermark, config.dedup)
+    return (out.writeStream.queryName("speed-bars").format("parquet").outputMode("append")
+            .option("path", str(config.paths.bars))
+            .option("checkpointLocation", str(checkpoint_dir(config, fmt, "bars")))
+            .partitionBy("symbol", "date").trigger(**_trigger(config)).start())
+
+
+def side_batch(config: ConsumerConfig):
+    """The foreachBatch body: quarantine, gap markers, provisional minutes. Idempotent per batch id."""
+
+    paths = config.paths
+
+    def run(events, batch_id: int) -> None:
+        rows = bars.side_records(events).toPandas()
+        bad = rows[rows["kind"] == "bad"]
+        if len(bad):
+            bad = bad.assign(batch_id=batch_id, kafka_ts=speed_lake.utc_ms(bad["kafka_ts"]))
+            speed_lake.write_batch_file(paths.quarantine, batch_id, pa.Table.from_pandas(
+                bad, schema=speed_lake.STREAM_QUARANTINE_SCHEMA, preserve_index=False))
+            log.warning("batch %d: %d records quarantined (%s)", batch_id, len(bad),
+                        ", ".join(f"{r}={n}" for r, n in bad["reason"].value_counts().items()))
+        gaps = rows[rows["kind"] == "gap"]
+        if len(gaps):
+            gaps = gaps.rename(columns={"gap_from_ms": "from_ms", "gap_to_ms": "to_ms", "reason": "_",
+                                        "gap_reason": "reason"})
+            speed_lake.write_batch_file(paths.gaps, batch_id, pa.Table.from_pandas(
+                gaps, schema=speed_lake.GAP_SCHEMA, preserve_index=False))
+        klines = rows[rows["kind"] == "kline"]
+        if len(klines):
+            klines = pd.DataFrame({
+                "symbol": klines["symbol"], "open_time": pd.to_datetime(klines["kline_open_ms"], unit="ms", utc=True),
+                "open": klines["k_open"], "high": klines["k_high"], "low": klines["k_low"], "close": klines["k_close"],
+                "volume": klines["k_volume"], "trades": klines["k_trades"].astype("Int64"),
+                "closed": klines["k_closed"].astype(bool), "event_ms": klines["event_ms"].astype("int64"),
+                "received_ms": speed_lake.utc_ms(klines["kafka_ts"]).astype("int64")})
+            speed_lake.merge_provisional(paths.provisional, klines)
+
+    return run
+
+
+def start_side(spark, fmt: str, config: ConsumerConfig):
+    kafka = read_kafka(spark, fmt, config, config.topics.all())
+    events = bars.parse_events(kafka, config.expected())
+    return (events.writeStream.queryName("speed-side").foreachBatch(side_batch(config))
+            .option("checkpointLocation", str(checkpoint_dir(config, fmt, "side")))
+            .trigger(**_trigger(config)).start())
+
+
+class ProgressLog:
+    """Polls the queries' progress (no py4j callback server): a line per query per minute, and a warning when
+    rows arrived behind the watermark and were dropped (raise ``--watermark`` if that repeats)."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        self.every_s = every_s
+        self.seen: dict[str, int] = {}
+        self.logged: dict[str, float] = {}
+
+    def poll(self, queries: list) -> None:
+        for query in queries:
+            for p in query.recentProgress:
+                if p["batchId"] <= self.seen.get(query.name, -1):
+                    continue
+                self.seen[query.name] = p["batchId"]
+                dropped = sum(op.get("numRowsDroppedByWatermark", 0) for op in p.get("stateOperators", []))
+                if dropped:
+                    log.warning("%s batch %d: %d rows arrived behind the watermark and were dropped", query.name,
+                                p["batchId"], dropped)
+                now = time.monotonic()
+                if now - self.logged.get(query.name, -1e9) >= self.every_s:
+                    self.logged[query.name] = now
+                    log.info("%s batch %d: %d rows, %.0f rows/s, watermark %s", query.name, p["batchId"],
+                             p["numInputRows"], p.get("processedRowsPerSecond") or 0.0,
+                             p.get("eventTime", {}).get("watermark", "-"))
+
+
+def start(spark, config: ConsumerConfig) -> list:
+    """Start the configured queries; returns the StreamingQuery handles."""
+    fmt = resolve_format(spark, config.source_format)
+    _guard_output(config, fmt)
+    log.info("speed layer reading %s via %s source from %s", ",".join(config.topics.all()), fmt,
+             config.bootstrap)
+    started = []
+    if "bars" in config.queries:
+        started.append(start_bars(spark, fmt, config))
+    if "side" in config.queries:
+        started.append(start_side(spark, fmt, config))
+    return started
+
+
+def _stop_between_batches(queries: list, timeout: float = 60.0) -> None:
+    """``query.stop()`` cancels a running micro-batch (safe, it is re-run on restart, but noisy and wasted), so
+    wait for each query to be between triggers first."""
+    deadline = time.monotonic() + timeout
+    for query in queries:
+        while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if query.isActive:
+            query.stop()
+
+
+def run(config: ConsumerConfig, spark=None, stop: threading.Event | None = None) -> list:
+    """Run until the queries end (available-now), one fails, or ``stop`` is set (e.g. by a signal handler:
+    it only sets the event, because a py4j call from a handler would re-enter the blocked main thread's)."""
+    from crypto_lambda.spark import get_spark
+
+    spark = spark or get_spark()
+    queries = start(spark, config)
+    progress = ProgressLog()
+    try:
+        if config.available_now:
+            for query in queries:
+                query.awaitTermination()
+        else:
+            spark.streams.resetTerminated()  # forget queries that ended earlier in this session
+            while not (stop and stop.is_set()):
+                if spark.streams.awaitAnyTermination(1):
+                    break
+                progress.poll(queries)
+    finally:
+        _stop_between_batches(queries)
+        progress.every_s = float("inf")  # after the run: only the warnings
+        progress.poll(queries)
+    for query in queries:
+        progress = query.lastProgress or {}
+        log.info("%s finished: last batch %s, %s rows", query.name, progress.get("batchId"),
+                 progress.get("numInputRows"))
+        if query.exception() is not None:
+            raise RuntimeError(f"{query.name} failed: {query.exception()}")
+    return queries

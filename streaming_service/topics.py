@@ -1,0 +1,66 @@
+"""Names shared by producer, consumer and readers: Kafka topics, lake folders, checkpoint folders.
+
+One topic per stream kind (trades, klines) plus one for gap markers; key = symbol. Defaults can be
+overridden with ``KAFKA_TOPIC_PREFIX`` (e.g. per test) or per topic on the command line.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from crypto_lambda.config import Settings
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_WS_URL = "wss://stream.binance.com:9443"
+SPEED_BARS = "speed_klines_1m"
+SPEED_GAPS = "speed_gaps"
+SPEED_PROVISIONAL = "speed_provisional_1m"
+QUARANTINE_KIND = "stream"
+
+
+def bootstrap_servers() -> str:
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP)
+
+
+def ws_base_url() -> str:
+    return os.environ.get("BINANCE_WS_URL", DEFAULT_WS_URL).rstrip("/")
+
+
+@dataclass(frozen=True)
+class Topics:
+    trades: str
+    klines: str
+    gaps: str
+
+    @classmethod
+    def with_prefix(cls, prefix: str | None = None) -> Topics:
+        prefix = prefix if prefix is not None else os.environ.get("KAFKA_TOPIC_PREFIX", "binance")
+        return cls(f"{prefix}.trades", f"{prefix}.klines", f"{prefix}.gaps")
+
+    def all(self) -> tuple[str, str, str]:
+        return (self.trades, self.klines, self.gaps)
+
+    def for_kind(self, kind: str) -> str:
+        """Binance stream kind (``trade``, ``kline_1m``) or ``gap`` to topic."""
+        return {"trade": self.trades, "kline_1m": self.klines, "gap": self.gaps}[kind]
+
+
+@dataclass(frozen=True)
+class SpeedPaths:
+    """Where the speed layer keeps its outputs and checkpoints under CRYPTO_LAMBDA_HOME."""
+
+    bars: Path
+    gaps: Path
+    provisional: Path
+    quarantine: Path
+    checkpoints: Path
+    spill: Path
+
+    @classmethod
+    def of(cls, settings: Settings) -> SpeedPaths:
+        return cls(bars=settings.lake / SPEED_BARS, gaps=settings.lake / SPEED_GAPS,
+                   provisional=settings.lake / SPEED_PROVISIONAL,
+                   quarantine=settings.quarantine / QUARANTINE_KIND,
+                   checkpoints=settings.checkpoints / "stream", spill=settings.home / "spill" / "producer")

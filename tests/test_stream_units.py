@@ -1,0 +1,179 @@
+"""Speed-layer pieces without Spark: trade synthesis, the WebSocket protocol, spill file, sink-log reader,
+offset planning of the Python Kafka source, the embedded broker's end-offset quirk."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import aiohttp
+import pandas as pd
+import pytest
+
+from crypto_lambda.exchange.recording import Recording
+from crypto_lambda.exchange.replay import ReplayKnobs, ReplayServer
+from crypto_lambda.exchange.replay_ws import MinuteTable, StreamKnobs, configure_streams, minute_events, minute_trades
+from streaming_service.broker import EmbeddedBroker
+from streaming_service.kafka_source import KafkaStreamReader, _consumer, probe_end_offsets
+from streaming_service.speed_lake import committed_files
+from streaming_service.spill import SpilledRecord, SpillFile
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def recording() -> Recording:
+    return Recording.from_sample()
+
+
+def test_synthesised_trades_reproduce_every_recorded_minute(recording: Recording) -> None:
+    knobs = StreamKnobs(trades_per_minute=40)
+    for symbol in recording.symbols:
+        table = MinuteTable(recording, symbol, knobs)
+        last_id = None
+        for i in range(0, len(table.open_ms), 97):  # ~1350 minutes spread over the 90 days
+            trades = minute_trades(table, i)
+            times, ids, prices, lots = zip(*[(t, tid, p, q) for t, tid, p, q, _ in trades], strict=True)
+            start = int(table.open_ms[i])
+            assert prices[0] == table.cols["open"][i] and prices[-1] == table.cols["close"][i]
+            assert max(prices) == table.cols["high"][i] and min(prices) == table.cols["low"][i]
+            assert sum(lots) == round(table.cols["volume"][i] * 100_000_000)
+            assert Decimal(repr(float(table.cols["volume"][i]))) == sum(Decimal(q) / 10**8 for q in lots)
+            assert all(start <= t < start + 60_000 for t in times) and list(times) == sorted(times)
+            assert list(ids) == list(range(ids[0], ids[0] + len(ids)))
+            assert last_id is None or ids[0] > last_id
+            last_id = ids[-1]
+        assert minute_trades(table, 5) == minute_trades(table, 5)  # deterministic
+
+
+def test_kline_events_follow_binance_shape(recording: Recording) -> None:
+    knobs = StreamKnobs()
+    table = MinuteTable(recording, "BTCUSDT", knobs)
+    events = minute_events(table, 10, knobs)
+    klines = [json.loads(text) for _, kind, text in events if kind == "kline_1m"]
+    assert [k["k"]["x"] for k in klines] == [False] * (len(klines) - 1) + [True]
+    final = klines[-1]["k"]
+    assert set(final) >= {"t", "T", "s", "i", "f", "L", "o", "c", "h", "l", "v", "n", "x", "q", "V", "Q"}
+    assert float(final["o"]) == table.cols["open"][10] and float(final["v"]) == table.cols["volume"][10]
+    assert final["T"] == final["t"] + 59_999 and final["i"] == "1m"
+
+
+async def _collect(url: str, seconds: float) -> tuple[list[dict], int]:
+    out, pings = [], 0
+    async with aiohttp.ClientSession() as session, session.ws_connect(url, autoping=False) as ws:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while loop.time() < end:
+            try:
+                msg = await ws.receive(timeout=max(0.05, end - loop.time()))
+            except TimeoutError:
+                break
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                out.append(json.loads(msg.data))
+            elif msg.type == aiohttp.WSMsgType.PING:
+                pings += 1
+                await ws.pong(msg.data)
+            else:
+                break
+    return out, pings
+
+
+def test_websocket_raw_and_combined_streams_with_pings(recording: Recording) -> None:
+    start = recording.minute_span("ETHUSDT")[0] + 5 * 86_400_000
+    knobs = ReplayKnobs()
+    configure_streams(knobs, speed=600, start_ms=start, end_ms=start + 60 * 60_000, ping_interval_s=0.3)
+    with ReplayServer(recording, knobs) as server:
+        combined, pings = asyncio.run(_collect(
+            f"{server.ws_url}/stream?streams=ethusdt@trade/btcusdt@kline_1m", 1.2))
+        raw, _ = asyncio.run(_collect(f"{server.ws_url}/ws/ethusdt@trade", 0.5))
+        bad = asyncio.run(_status(f"{server.url}/ws/ETHUSDT@trade"))
+    assert pings >= 2
+    assert {m["stream"] for m in combined} == {"ethusdt@trade", "btcusdt@kline_1m"}
+    assert all(m["data"]["e"] == ("trade" if m["stream"].endswith("trade") else "kline") for m in combined)
+    assert raw and all(m["e"] == "trade" and m["s"] == "ETHUSDT" for m in raw)
+    assert bad == 400  # symbols must be lowercase, as on Binance
+
+
+async def _status(url: str) -> int:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status
+
+
+def test_spill_file_replays_in_order_and_skips_a_torn_line(tmp_path: Path) -> None:
+    spill = SpillFile(tmp_path / "spill")
+    for i in range(5):
+        spill.append(SpilledRecord("t", b"BTCUSDT", json.dumps({"i": i}).encode(), 1000 + i))
+    segments = spill.seal()
+    with open(segments[-1], "a", encoding="utf-8") as handle:
+        handle.write('{"t": "t", "k": "BTC')  # a crash mid-write
+    assert [json.loads(r.value)["i"] for r in SpillFile.read(segments[0])] == [0, 1, 2, 3, 4]
+    reopened = SpillFile(tmp_path / "spill")
+    assert reopened.pending == 6  # counts lines, the torn one included; replay skips it
+    reopened.remove(segments[0], 6)
+    assert reopened.pending == 0 and not reopened.segments()
+
+
+def test_committed_files_honours_compaction_and_ignores_orphans(tmp_path: Path) -> None:
+    out = tmp_path / "bars"
+    meta = out / "_spark_metadata"
+    meta.mkdir(parents=True)
+    files = [out / "symbol=BTCUSDT" / "date=2025-01-01" / f"part-{i}.parquet" for i in range(4)]
+    for f in files:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"")
+
+    def log(name: str, paths: list[Path]) -> None:
+        lines = ["v1"] + [json.dumps({"path": p.as_uri(), "action": "add"}) for p in paths]
+        (meta / name).write_text("\n".join(lines))
+
+    log("0", [files[0]])  # superseded by the compact file below
+    log("9.compact", [files[0], files[1]])
+    log("10", [files[2]])
+    (meta / ".11.tmp").write_text("v1\n")  # an uncommitted log temp file; files[3] is an orphan
+    assert sorted(committed_files(out)) == sorted(files[:3])
+
+
+def test_offset_planning_limits_and_data_loss() -> None:
+    from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
+
+    reader = KafkaStreamReader({"kafka.bootstrap.servers": "127.0.0.1:9", "subscribe": "a,b",
+                                "maxoffsetspertrigger": "80"})  # Spark lower-cases option names
+    assert reader.getDefaultReadLimit() == ReadMaxRows(80)
+    reader.target = {"a": {"0": 100, "1": 50}, "b": {"0": 10}}
+    start = {"a": {"0": 0, "1": 0}, "b": {}}
+    assert reader.latestOffset(start, ReadAllAvailable()) == reader.target
+    limited = reader.latestOffset(start, ReadMaxRows(80))
+    assert sum(limited["a"].values()) + limited["b"]["0"] <= 80 + 3 and limited["a"]["0"] > limited["a"]["1"]
+    parts = reader.partitions(start, limited)
+    assert {(p.topic, p.partition) for p in parts} == {("a", 0), ("a", 1), ("b", 0)}
+    with pytest.raises(RuntimeError, match="failOnDataLoss"):
+        reader.latestOffset({"a": {"0": 500}}, ReadAllAvailable())
+
+
+def test_end_offsets_come_from_the_fetch_high_watermark(tmp_path: Path) -> None:
+    from kafka import KafkaProducer, TopicPartition
+
+    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
+        broker.create_topics(["ends"], partitions=1)
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
+        for i in range(3000):
+            producer.send("ends", value=str(i).encode())
+        producer.flush()
+        producer.close()
+        consumer = _consumer(broker.bootstrap, fetch_max_wait_ms=10)
+        tp = TopicPartition("ends", 0)
+        listed = consumer.end_offsets([tp])[tp]
+        exact = probe_end_offsets(consumer, [tp])[tp]
+        consumer.close()
+    assert exact == 3000 and listed <= exact  # tansu lists the last batch's base offset
+
+
+def test_daily_bar_rule_matches_pandas_reference() -> None:
+    from streaming_service.bars import bars_from_trades
+
+    trades = pd.DataFrame({"symbol": ["X"] * 4, "trade_time_ms": [60_000, 60_000, 61_000, 119_999],
+                           "trade_id": [2, 1, 3, 4], "price": [10.0, 9.0, 12.0, 11.0], "qty": [1.0] * 4})
+    bar = bars_from_trades(pd.concat([trades, trades.iloc[[0]]])).iloc[0]  # a duplicate trade id is dropped
+    assert (bar.open, bar.high, bar.low, bar.close, bar.volume, bar.trades) == (9.0, 12.0, 9.0, 11.0, 4.0, 4)
