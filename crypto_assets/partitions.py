@@ -26,6 +26,16 @@ def daily_symbol_partitions(settings: Settings) -> dg.MultiPartitionsDefinition:
     })
 
 
+def speed_partitions(settings: Settings) -> dg.MultiPartitionsDefinition:
+    """Like ``daily_symbol_partitions`` but including today (``end_offset=1``): the speed layer serves the
+    current, provisional day."""
+    return dg.MultiPartitionsDefinition({
+        DATE_DIM: dg.DailyPartitionsDefinition(start_date=settings.first_minute_day.isoformat(), timezone="UTC",
+                                               end_offset=1),
+        SYMBOL_DIM: dg.StaticPartitionsDefinition(list(settings.symbols)),
+    })
+
+
 def symbol_partitions(settings: Settings) -> dg.StaticPartitionsDefinition:
     return dg.StaticPartitionsDefinition(list(settings.symbols))
 

@@ -19,6 +19,8 @@ SYMBOL_RE = re.compile(r"^[A-Z0-9]{5,20}$")
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT")
 DEFAULT_START = "2017-08-17"  # Binance's first BTCUSDT day
 DEFAULT_API_URL = "https://api.binance.com"
+# A day with fewer than 99 % of its 1,440 minutes is incomplete: a gap for checks, not a batch-quality bar.
+MIN_DAY_COMPLETENESS = 0.99
 
 
 def validate_symbol(symbol: str) -> str:

@@ -25,6 +25,8 @@ RAW_KLINES = "raw_klines_1m"
 DAILY_OHLCV = "daily_ohlcv"
 DAILY_HISTORY = "daily_history_1d"
 DAILY_FILLED = "daily_filled"
+SPEED_DAILY = "speed_daily"
+SERVING_DAILY = "serving_daily"
 
 
 def _checked_child(root: Path, *parts: str) -> Path:

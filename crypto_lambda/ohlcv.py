@@ -68,3 +68,10 @@ def with_moving_averages(daily: DataFrame, windows: tuple[int, ...] = (7, 30)) -
         count = F.count("close").over(w)
         out = out.withColumn(f"ma{n}", F.when(count >= n, F.avg("close").over(w)))
     return out
+
+
+def prefer(frame: DataFrame, rank: Column, keys: tuple[str, ...] = ("symbol", "date")) -> DataFrame:
+    """Keep one row per key: the one with the lowest ``rank`` (ties by source name, so the result is
+    deterministic; ``orderBy().dropDuplicates()`` is not guaranteed to keep the first row)."""
+    w = Window.partitionBy(*keys).orderBy(rank, F.col("source"))
+    return frame.withColumn("_n", F.row_number().over(w)).filter("_n = 1").drop("_n")

@@ -168,3 +168,35 @@ FILLED_SCHEMA = pa.schema([
     pa.field("ma7", pa.float64()),
     pa.field("ma30", pa.float64()),
 ])
+
+# The speed layer's daily bar: ``minutes_covered`` of 1,440, provisional for today or an incomplete day.
+SPEED_DAILY_SCHEMA = pa.schema([
+    pa.field("symbol", pa.string(), nullable=False),
+    pa.field("date", pa.date32(), nullable=False),
+    pa.field("open", pa.float64()),
+    pa.field("high", pa.float64()),
+    pa.field("low", pa.float64()),
+    pa.field("close", pa.float64()),
+    pa.field("volume", pa.float64()),
+    pa.field("trades", pa.int64()),
+    pa.field("minutes_covered", pa.int32()),
+    pa.field("is_provisional", pa.bool_()),
+    pa.field("source", pa.string()),
+])
+
+# The serving view: one row per symbol and day, ``source`` in {batch, speed, filled}.
+SERVING_SCHEMA = pa.schema([
+    pa.field("symbol", pa.string(), nullable=False),
+    pa.field("date", pa.date32(), nullable=False),
+    pa.field("open", pa.float64()),
+    pa.field("high", pa.float64()),
+    pa.field("low", pa.float64()),
+    pa.field("close", pa.float64()),
+    pa.field("volume", pa.float64()),
+    pa.field("minutes_present", pa.int32()),
+    pa.field("source", pa.string()),
+    pa.field("is_provisional", pa.bool_()),
+    pa.field("is_filled", pa.bool_()),
+    pa.field("ma7", pa.float64()),
+    pa.field("ma30", pa.float64()),
+])

@@ -51,6 +51,14 @@ def sample_dir() -> Path:
     return SAMPLE
 
 
+def temp_instance(folder: Path):
+    """A real, persistent Dagster instance in ``folder`` with telemetry off (local_temp ignores dagster.yaml)."""
+    import dagster as dg
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return dg.DagsterInstance.local_temp(str(folder), overrides={"telemetry": {"enabled": False}})
+
+
 def shared_data_or_skip() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"optional larger case: {SHARED_DATA} is absent (CI and dev machines have it beside the repo)")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from crypto_lambda import lake as lk
 from crypto_lambda.config import load_settings
 from crypto_lambda.timeutil import DAY_MS, yesterday_utc
+from tests.conftest import temp_instance
 
 SAMPLE = Path(__file__).resolve().parent.parent / "crypto_lambda" / "sample"
 MINUTE_DAYS = 5
@@ -38,8 +38,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, spark):
         settings = load_settings()
         from crypto_assets.definitions import build_defs
 
-        (home / "dagster").mkdir(parents=True)
-        instance = dg.DagsterInstance.local_temp(str(home / "dagster"))
+        instance = temp_instance(home / "dagster")
         yield {"settings": settings, "defs": build_defs(settings), "instance": instance,
                "shift_days": recording.shift_ms // DAY_MS, "server": server}
 

@@ -10,6 +10,7 @@ import pytest
 from crypto_lambda import lake as lk
 from crypto_lambda.config import load_settings
 from crypto_lambda.timeutil import day_bounds_ms, yesterday_utc
+from tests.conftest import temp_instance
 
 EVERY = 97
 
@@ -27,8 +28,7 @@ def corrupt_stack(tmp_path, monkeypatch, spark):
         monkeypatch.setenv("CRYPTO_LAMBDA_SYMBOLS", "BTCUSDT")
         monkeypatch.setenv("CRYPTO_LAMBDA_START", day.isoformat())
         monkeypatch.setenv("CRYPTO_LAMBDA_MINUTE_START", day.isoformat())
-        (home / "dagster").mkdir(parents=True)
-        yield load_settings(), dg.DagsterInstance.local_temp(str(home / "dagster")), day
+        yield load_settings(), temp_instance(home / "dagster"), day
 
 
 def test_corrupt_rows_are_quarantined_and_counted(corrupt_stack):

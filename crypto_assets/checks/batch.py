@@ -14,10 +14,9 @@ from pyspark.sql import functions as F
 
 from crypto_assets.resources import LakeResource
 from crypto_lambda import lake as lk
-from crypto_lambda.config import Settings
+from crypto_lambda.config import MIN_DAY_COMPLETENESS, Settings
 from crypto_lambda.timeutil import MINUTES_PER_DAY, day_range, yesterday_utc
 
-MIN_COMPLETENESS = 0.99  # a minute partition with fewer than 99 % of 1,440 minutes counts as a gap
 ERROR = dg.AssetCheckSeverity.ERROR
 
 
@@ -57,7 +56,7 @@ def gap_report(settings: Settings, last_day: dt.date | None = None) -> dict[str,
         absent = sorted(set(day_range(first, last_day)) - dates)
         in_minutes = frame[frame["date"] >= settings.first_minute_day]
         filled = sorted(in_minutes.loc[in_minutes["is_filled"], "date"])
-        threshold = MIN_COMPLETENESS * MINUTES_PER_DAY
+        threshold = MIN_DAY_COMPLETENESS * MINUTES_PER_DAY
         partial = in_minutes[(~in_minutes["is_filled"]) & (in_minutes["minutes_present"].fillna(0) < threshold)]
         examples = [f"absent {d}" for d in absent[:5]] + [f"filled {d}" for d in filled[:5]] + [
             f"incomplete {d} ({m} min)" for d, m in zip(partial["date"][:5], partial["minutes_present"][:5],

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from crypto_lambda import lake as lk
 from crypto_lambda.config import Settings
 from crypto_lambda.exchange.client import BinanceClient
-from crypto_lambda.ohlcv import calendar, daily_bars, forward_fill, with_moving_averages
+from crypto_lambda.ohlcv import calendar, daily_bars, forward_fill, prefer, with_moving_averages
 from crypto_lambda.schema import DAILY_SCHEMA, FILLED_SCHEMA
 from crypto_lambda.timeutil import day_start_ms, yesterday_utc
 
@@ -91,8 +91,7 @@ def _read_daily(spark: SparkSession, settings: Settings, symbols: list[str]) -> 
                    "volume double, quote_volume double, trades bigint, minutes_present int, source string"
     frame = spark.read.schema(spark_schema).parquet(*files)
     # minute-derived bars win over exchange 1d bars for the same day
-    rank = F.when(F.col("source") == "minutes", 0).otherwise(1)
-    return frame.withColumn("_rank", rank).orderBy("_rank").dropDuplicates(["symbol", "date"]).drop("_rank")
+    return prefer(frame, F.when(F.col("source") == "minutes", 0).otherwise(1))
 
 
 def build_daily_filled(spark: SparkSession, settings: Settings, symbols: list[str],

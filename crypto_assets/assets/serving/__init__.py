@@ -1,0 +1,1 @@
+"""Serving layer: the merged batch + speed daily series that users (and forecasts) read."""

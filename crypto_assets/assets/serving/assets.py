@@ -1,0 +1,30 @@
+"""Dagster definition of ``serving_daily``: refreshed automatically when batch or speed inputs change."""
+
+import dagster as dg
+from dagster_pyspark import PySparkResource
+
+from crypto_assets.assets.serving.daily import build_serving_daily
+from crypto_assets.partitions import SYMBOL_DIM, symbol_partitions
+from crypto_assets.resources import LakeResource
+from crypto_lambda.config import Settings
+
+
+def build_serving_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        partitions_def=symbol_partitions(settings), backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name="serving", kinds={"parquet", "spark"},
+        ins={
+            "daily_filled": dg.AssetIn(dagster_type=dg.Nothing),
+            "speed_daily": dg.AssetIn(dagster_type=dg.Nothing, partition_mapping=(
+                dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=SYMBOL_DIM))),
+        },
+        automation_condition=dg.AutomationCondition.eager(),
+        description="Batch bar when the batch day is complete, else speed, else forward fill; source column; "
+                    "MA7/MA30 over the merged series.",
+    )
+    def serving_daily(context: dg.AssetExecutionContext, lake: LakeResource,
+                      pyspark: PySparkResource) -> dg.MaterializeResult:
+        meta = build_serving_daily(pyspark.spark_session, lake.settings(), sorted(context.partition_keys))
+        return dg.MaterializeResult(metadata={"days_by_source": dg.MetadataValue.json(meta["days_by_source"])})
+
+    return [serving_daily]

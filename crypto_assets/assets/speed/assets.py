@@ -1,0 +1,20 @@
+"""Dagster definition of ``speed_daily`` (requested by the streaming-output sensor)."""
+
+import dagster as dg
+
+from crypto_assets.assets.speed.daily import build_speed_daily
+from crypto_assets.partitions import days_by_symbol, speed_partitions
+from crypto_assets.resources import LakeResource
+from crypto_lambda.config import Settings
+
+
+def build_speed_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    @dg.asset(partitions_def=speed_partitions(settings), backfill_policy=dg.BackfillPolicy.single_run(),
+              group_name="speed", kinds={"parquet", "python"},
+              description="The day's bar from the streaming 1-minute output (committed + in-progress minutes), "
+                          "with minutes_covered and is_provisional.")
+    def speed_daily(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        meta = build_speed_daily(lake.settings(), days_by_symbol(context.partition_keys))
+        return dg.MaterializeResult(metadata=meta)
+
+    return [speed_daily]

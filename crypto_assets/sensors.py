@@ -1,0 +1,120 @@
+"""Sensors: react to the streaming service's output, and repair batch partitions the stream says are holed.
+
+``speed_output_sensor`` fingerprints each (symbol, day) of the streaming output — the committed files in
+Spark's ``_spark_metadata`` log plus the provisional-minutes file — and requests ``speed_daily`` for exactly
+the partitions whose fingerprint changed. The cursor holds the fingerprints; run keys carry them, so a
+daemon restart never re-requests a change. Debounced: it ticks at most every 30 s, and a partition with a
+run still queued or in flight is left for a later tick instead of stacking runs.
+
+``gap_repair_sensor`` turns the producer's gap markers and incomplete raw partitions (fewer than 99 % of
+minutes) into one single-run range backfill of the minutes job per tick, tagged ``crypto_lambda/repair``.
+Each (partition, reason) is tried once, so a day the exchange itself lacks does not loop.
+"""
+
+import datetime as dt
+import hashlib
+import json
+
+import dagster as dg
+import pyarrow.parquet as pq
+
+from crypto_assets.jobs import MINUTES_JOB, SPEED_JOB
+from crypto_assets.partitions import multi_key, range_tags
+from crypto_lambda import lake as lk
+from crypto_lambda.config import MIN_DAY_COMPLETENESS, Settings
+from crypto_lambda.timeutil import MINUTES_PER_DAY, contiguous_runs, ms_to_day, today_utc, yesterday_utc
+from streaming_service.speed_lake import committed_files, read_gaps
+from streaming_service.topics import SpeedPaths
+
+IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+             dg.DagsterRunStatus.STARTED]
+
+
+def speed_fingerprints(settings: Settings) -> dict[str, str]:
+    """``date|symbol`` -> fingerprint of its committed files and provisional minutes."""
+    paths = SpeedPaths.of(settings)
+    parts: dict[str, list[str]] = {}
+    for path in committed_files(paths.bars):
+        values = dict(p.split("=", 1) for p in path.parts if "=" in p)
+        if "symbol" in values and "date" in values:
+            parts.setdefault(f"{values['date']}|{values['symbol']}", []).append(path.name)
+    if paths.provisional.is_dir():
+        for path in paths.provisional.glob("*/*.parquet"):
+            stat = path.stat()
+            parts.setdefault(f"{path.stem}|{path.parent.name}", []).append(f"p:{stat.st_mtime_ns}:{stat.st_size}")
+    return {k: hashlib.sha1("\n".join(sorted(v)).encode()).hexdigest()[:16] for k, v in parts.items()}
+
+
+def _valid_key(settings: Settings, key: str) -> bool:
+    day, symbol = key.split("|")
+    try:
+        date = dt.date.fromisoformat(day)
+    except ValueError:
+        return False
+    return symbol in settings.symbols and settings.first_minute_day <= date <= today_utc()
+
+
+def _in_flight(instance: dg.DagsterInstance, job: str, key: str) -> bool:
+    runs = instance.get_run_records(dg.RunsFilter(job_name=job, statuses=IN_FLIGHT,
+                                                  tags={"dagster/partition": key}), limit=1)
+    return bool(runs)
+
+
+def repair_targets(settings: Settings) -> dict[str, str]:
+    """``date|symbol`` -> reason id for batch partitions that need a REST refill (days up to yesterday)."""
+    targets: dict[str, str] = {}
+    last = yesterday_utc()
+    for gap in read_gaps(settings).itertuples():
+        for day in {ms_to_day(gap.from_ms), ms_to_day(gap.to_ms)}:
+            if settings.first_minute_day <= day <= last and gap.symbol in settings.symbols:
+                targets[multi_key(day, gap.symbol)] = f"gap:{gap.from_ms}-{gap.to_ms}"
+    threshold = MIN_DAY_COMPLETENESS * MINUTES_PER_DAY
+    for symbol in settings.symbols:
+        for day in lk.partition_days(settings.lake, lk.DAILY_OHLCV, symbol):
+            if settings.first_minute_day <= day <= last:
+                path = lk.partition_path(settings.lake, lk.DAILY_OHLCV, symbol, day)
+                minutes = pq.read_table(path, columns=["minutes_present"]).column(0)[0].as_py() or 0
+                if minutes < threshold:
+                    targets.setdefault(multi_key(day, symbol), f"incomplete:{minutes}")
+    return targets
+
+
+def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
+    @dg.sensor(job_name=SPEED_JOB, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Request speed_daily for each (day, symbol) whose streaming output changed.")
+    def speed_output_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        paths = SpeedPaths.of(settings)
+        if not paths.bars.exists() and not paths.provisional.exists():
+            return dg.SkipReason(f"streaming output {paths.bars} does not exist yet")
+        seen = json.loads(context.cursor) if context.cursor else {}
+        requests = []
+        for key, fingerprint in sorted(speed_fingerprints(settings).items()):
+            if seen.get(key) == fingerprint or not _valid_key(settings, key):
+                continue
+            if _in_flight(context.instance, SPEED_JOB, key):
+                continue  # debounce: pick the change up after the running one finishes
+            requests.append(dg.RunRequest(run_key=f"speed:{key}:{fingerprint}", partition_key=key))
+            seen[key] = fingerprint
+        if not requests:
+            return dg.SkipReason("no streaming partition changed")
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
+
+    @dg.sensor(job_name=MINUTES_JOB, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Re-fetch batch partitions covered by stream gap markers or below 99 % of minutes.")
+    def gap_repair_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        tried = set(json.loads(context.cursor)) if context.cursor else set()
+        todo = {k: why for k, why in repair_targets(settings).items() if f"{k}@{why}" not in tried}
+        if not todo:
+            return dg.SkipReason("nothing to repair")
+        symbols = sorted({k.split("|")[1] for k in todo})
+        requests = []
+        for first, last in contiguous_runs(dt.date.fromisoformat(k.split("|")[0]) for k in todo):
+            keys = sorted(k for k in todo if first.isoformat() <= k.split("|")[0] <= last.isoformat())
+            ident = hashlib.sha1(json.dumps([(k, todo[k]) for k in keys]).encode()).hexdigest()[:16]
+            tags = {**range_tags(first, last, symbols), "crypto_lambda/repair": ",".join(keys)[:200]}
+            requests.append(dg.RunRequest(run_key=f"repair:{ident}", tags=tags))
+        tried |= {f"{k}@{why}" for k, why in todo.items()}
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(sorted(tried)))
+
+    return [speed_output_sensor, gap_repair_sensor]
+
