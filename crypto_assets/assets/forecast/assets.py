@@ -1,0 +1,97 @@
+"""The ``forecasts`` asset (per-symbol static partitions) and its job; the work lives in crypto_lambda.forecast.
+
+Input: ``daily_filled`` for now. ``serving_daily`` (#4) has the same per-symbol layout
+(``lake/<dataset>/<SYMBOL>.parquet``) and flags forward-filled days by ``source == "filled"``, which
+``prepare_series`` honours, so switching is the one line ``INPUT_ASSET = "serving_daily"``.
+"""
+
+import dagster as dg
+import pandas as pd
+import pyarrow.parquet as pq
+
+from crypto_assets.partitions import symbol_partitions
+from crypto_assets.resources import LakeResource
+from crypto_lambda import lake as lk
+from crypto_lambda.config import Settings
+from crypto_lambda.forecast.config import ForecastConfig
+from crypto_lambda.forecast.outputs import metrics_markdown, run_stamp, write_outputs
+from crypto_lambda.forecast.pipeline import run_forecasts
+
+INPUT_ASSET = lk.DAILY_FILLED  # -> "serving_daily" once #4 lands: the only line to change
+GROUP = "forecast"
+FORECAST_JOB = "forecast_job"
+
+
+def read_input(settings: Settings, symbol: str) -> pd.DataFrame | None:
+    path = lk.symbol_path(settings.lake, INPUT_ASSET, symbol)
+    return pq.read_table(path).to_pandas() if path.exists() else None
+
+
+class ForecastRunConfig(dg.Config):
+    """Run-config knobs (defaults = issue #5). Thresholds travel with the run's outputs to the checks."""
+
+    horizon: int = 30
+    period: int = 30
+    cv_days: int = 3 * 365
+    screen_every: int = 6
+    finalists: int = 1
+    use_grid: bool = True
+    include_seeds: bool = True
+    threads: int = 2
+    mape_ceiling_30d: float = 20.0
+    coverage_low: float = 70.0
+    coverage_high: float = 90.0
+
+    def forecast_config(self) -> ForecastConfig:
+        base = ForecastConfig()
+        return base.replace(
+            horizon=self.horizon, period=self.period, cv_days=self.cv_days, screen_every=self.screen_every,
+            finalists=self.finalists, grid=base.grid if self.use_grid else (), include_seeds=self.include_seeds,
+            threads=self.threads, mape_ceiling_30d=self.mape_ceiling_30d,
+            coverage_band=(self.coverage_low, self.coverage_high),
+            report_horizons=tuple(h for h in base.report_horizons if h <= self.horizon))
+
+
+def build_forecast_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        partitions_def=symbol_partitions(settings), backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name=GROUP, kinds={"parquet", "python"}, deps=[INPUT_ASSET],
+        description="Champion's next-30-day forecast with its 80 % interval, chosen by rolling-origin CV among "
+                    "naive, drift, the seeds' Prophet and a Prophet-on-log grid; metrics table and charts.",
+    )
+    def forecasts(context: dg.AssetExecutionContext, config: ForecastRunConfig,
+                  lake: LakeResource) -> dg.MaterializeResult:
+        run_settings = lake.settings()
+        symbols = sorted(context.partition_keys)
+        frames = {s: read_input(run_settings, s) for s in symbols}
+        absent = [s for s, f in frames.items() if f is None or f.empty]
+        if absent:
+            raise dg.Failure(f"no {INPUT_ASSET} series for {', '.join(absent)}: materialize {INPUT_ASSET} first")
+        cfg = config.forecast_config()
+        results = run_forecasts(frames, cfg)  # all symbols of the run share one thread pool
+        stamp = run_stamp(context.run_id)
+        meta: dict[str, dg.MetadataValue] = {"run_stamp": dg.MetadataValue.text(stamp)}
+        tables = []
+        for sym in symbols:
+            res = results[sym]
+            info = write_outputs(res, run_settings.home, run_settings.lake, stamp)
+            tables.append(res.metrics)
+            files = info["files"]
+            meta[f"{sym}/champion"] = dg.MetadataValue.text(res.champion)
+            meta[f"{sym}/chart_html"] = dg.MetadataValue.path(files["chart_html"])
+            meta[f"{sym}/chart_png"] = dg.MetadataValue.path(files["chart_png"])
+            meta[f"{sym}/forecast"] = dg.MetadataValue.path(files["forecast"])
+            meta[f"{sym}/figures"] = dg.MetadataValue.json(info["figures"])
+            context.log.info(f"forecasts {sym}: champion {res.champion}, {len(res.cutoffs)} cutoffs, "
+                             f"{res.seconds:.1f}s, outputs in {files['summary']}")
+        meta["metrics"] = dg.MetadataValue.md(
+            metrics_markdown(pd.concat(tables, ignore_index=True), cfg.mean_label, cfg.report_horizons))
+        meta["cutoffs"] = dg.MetadataValue.int(len(results[symbols[0]].cutoffs))
+        return dg.MaterializeResult(metadata=meta)
+
+    return [forecasts]
+
+
+def build_forecast_jobs() -> "list[dg.UnresolvedAssetJobDefinition]":
+    return [dg.define_asset_job(FORECAST_JOB, selection=["forecasts"],
+                                description="Cross-validate, pick the champion and forecast, per symbol.")]

@@ -1,0 +1,116 @@
+"""The ``forecasts`` asset through a real Dagster instance: daily_filled (written here from the shipped real
+Binance 1d bars, in the batch layer's schema, instead of spinning Spark) -> forecast_job -> outputs on disk,
+metadata in the event log, and both asset checks evaluated."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from crypto_lambda import lake as lk
+from crypto_lambda.forecast.pipeline import sample_daily
+from crypto_lambda.schema import FILLED_SCHEMA
+
+FILLED_DAYS = 3  # forward-filled days injected into the series: they must be dropped, not trained on
+RUN_CONFIG = {"ops": {"forecasts": {"config": {"cv_days": 240, "period": 30, "use_grid": False,
+                                               "include_seeds": True}}}}
+
+
+def write_daily_filled(lake: Path, symbol: str) -> pd.DataFrame:
+    """The batch layer's ``daily_filled`` file: every day, MA7/MA30, a few days marked forward-filled."""
+    frame = sample_daily(symbol)
+    frame["quote_volume"], frame["trades"], frame["minutes_present"] = None, None, None
+    idx = frame.index[-200:-200 + FILLED_DAYS]
+    frame.loc[idx, "close"] = frame.loc[idx[0] - 1, "close"]
+    frame.loc[idx, ["volume", "is_filled", "source"]] = [0.0, True, "filled"]
+    frame["ma7"] = frame["close"].rolling(7).mean()
+    frame["ma30"] = frame["close"].rolling(30).mean()
+    table = pa.Table.from_pandas(frame[FILLED_SCHEMA.names], schema=FILLED_SCHEMA, preserve_index=False)
+    lk.atomic_write_table(table, lk.symbol_path(lake, lk.DAILY_FILLED, symbol))
+    return frame
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory):
+    from crypto_assets.assets.forecast.assets import FORECAST_JOB
+    from crypto_assets.definitions import build_defs
+    from crypto_lambda.config import load_settings
+
+    home = tmp_path_factory.mktemp("forecast") / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CRYPTO_LAMBDA_HOME", str(home))
+        mp.setenv("DAGSTER_HOME", str(home / "dagster"))
+        mp.setenv("CRYPTO_LAMBDA_SYMBOLS", "BTCUSDT,ETHUSDT")
+        mp.setenv("CRYPTO_LAMBDA_START", "2017-08-17")
+        settings = load_settings()
+        frame = write_daily_filled(settings.lake, "BTCUSDT")
+        (home / "dagster").mkdir(parents=True)
+        instance = dg.DagsterInstance.local_temp(str(home / "dagster"), overrides={"telemetry": {"enabled": False}})
+        defs = build_defs(settings)
+        result = defs.resolve_job_def(FORECAST_JOB).execute_in_process(
+            instance=instance, partition_key="BTCUSDT", run_config=RUN_CONFIG)
+        yield {"settings": settings, "result": result, "instance": instance, "frame": frame, "defs": defs}
+
+
+def test_forecast_job_materializes_outputs_for_the_partition(run):
+    settings, result = run["settings"], run["result"]
+    assert result.success
+    [mat] = result.asset_materializations_for_node("forecasts")
+    assert mat.partition == "BTCUSDT"
+    meta = mat.metadata
+    table = meta["metrics"].value
+    assert "naive" in table and "prophet_seeds" in table and "(champion)" in table
+    for key in ("BTCUSDT/chart_html", "BTCUSDT/chart_png", "BTCUSDT/forecast"):
+        assert Path(meta[key].value).exists(), key
+    pointer = json.loads((settings.home / "forecasts" / "latest" / "BTCUSDT.json").read_text())
+    assert pointer["stamp"] == meta["run_stamp"].value and pointer["stamp"].endswith(result.run_id[:8])
+    assert pointer["filled_days_dropped"] == FILLED_DAYS
+    forecast = pd.read_parquet(lk.symbol_path(settings.lake, "forecasts", "BTCUSDT"))
+    last = run["frame"]["date"].max()
+    assert list(forecast["date"]) == [last + dt.timedelta(days=h) for h in range(1, 31)]
+    assert (forecast["lower"] <= forecast["yhat"]).all() and (forecast["yhat"] <= forecast["upper"]).all()
+    assert not (settings.home / "forecasts" / "latest" / "ETHUSDT.json").exists()  # only the run's partition
+
+
+def test_both_checks_ran_and_the_champion_beats_naive(run):
+    checks = {e.check_name: e for e in run["result"].get_asset_check_evaluations()}
+    assert set(checks) == {"mape_vs_naive", "interval_coverage"}
+    mape = checks["mape_vs_naive"]
+    assert mape.passed, mape.metadata
+    row = mape.metadata["by_symbol"].value["BTCUSDT"]
+    assert row["champion_mean_mape"] <= row["naive_mean_mape"]
+    coverage = checks["interval_coverage"].metadata["by_symbol"].value["BTCUSDT"]["coverage80"]
+    assert checks["interval_coverage"].passed == (70 <= coverage <= 90)
+
+
+def test_a_second_run_keeps_the_first_runs_outputs(run):
+    from crypto_assets.assets.forecast.assets import FORECAST_JOB
+
+    settings = run["settings"]
+    first = json.loads((settings.home / "forecasts" / "latest" / "BTCUSDT.json").read_text())
+    again = run["defs"].resolve_job_def(FORECAST_JOB).execute_in_process(
+        instance=run["instance"], partition_key="BTCUSDT",
+        run_config={"ops": {"forecasts": {"config": {**RUN_CONFIG["ops"]["forecasts"]["config"],
+                                                     "include_seeds": False}}}})
+    assert again.success
+    second = json.loads((settings.home / "forecasts" / "latest" / "BTCUSDT.json").read_text())
+    assert second["stamp"] != first["stamp"]
+    assert Path(first["files"]["chart_html"]).exists() and Path(second["files"]["chart_html"]).exists()
+    stamps = sorted(p.name for p in (settings.home / "forecasts").iterdir() if p.name[:2] == "20")
+    assert stamps == sorted([first["stamp"], second["stamp"]])
+
+
+def test_missing_input_fails_with_a_clear_message(run):
+    from crypto_assets.assets.forecast.assets import FORECAST_JOB
+
+    result = run["defs"].resolve_job_def(FORECAST_JOB).execute_in_process(
+        instance=run["instance"], partition_key="ETHUSDT", run_config=RUN_CONFIG, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "no daily_filled series for ETHUSDT" in str(failure.step_failure_data.error.message)
