@@ -1,0 +1,247 @@
+"""Full rebuild of daily bars from ~11.7 M bootstrapped 1-minute rows: the project's Spark path vs DuckDB.
+
+Why: Spark's fixed costs (JVM, session, first job) dominate this machine, so the figure that matters is the
+cold one (a fresh process, as a scheduled Dagster run is) beside the warm one (a repeat in the same session).
+Every engine runs in a fresh child process: cold = spawn -> first result in pandas (interpreter start, imports,
+session start and the first job included), warm = best later repeat in the same process.
+
+    .venv/bin/python bench/bench_rebuild.py [--repeats 3] [--no-connect] [--no-cds] [--explore]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+from common import Figure, log  # noqa: E402
+
+DUCKDB_SQL = """
+SELECT symbol, CAST(open_time AS DATE) AS date,
+       arg_min(open, open_time) AS open, max(high) AS high, min(low) AS low, arg_max(close, open_time) AS close,
+       sum(volume) AS volume, sum(quote_volume) AS quote_volume, sum(trades) AS trades,
+       CAST(count(*) AS INTEGER) AS minutes_present
+FROM read_parquet(?) GROUP BY symbol, date
+"""
+COLD_TARGET, WARM_TARGET = 5.0, 1.5
+
+
+def layout_files(layout: str) -> list[str]:
+    """``lake``: the project's layout (one file per symbol/day); ``compact``: one file per symbol;
+    ``month``: the lake's last 30 days per symbol (a quick training run)."""
+    if layout == "compact":
+        return sorted(str(p) for p in (common.input_root() / "compact").glob("*.parquet"))
+    files = common.raw_files(common.input_lake())
+    if layout == "month":
+        by_symbol: dict[str, list[str]] = {}
+        for f in files:
+            by_symbol.setdefault(Path(f).parent.name, []).append(f)
+        return [f for group in by_symbol.values() for f in group[-30:]]
+    return files
+
+
+# -- children (fresh processes) ---------------------------------------------------------------------------------
+
+
+def _run_jobs(job, layouts: list[str], repeats: int, out: str | None, t0: float) -> dict:
+    timings: dict[str, list[float]] = {}
+    first_result = None
+    for layout in layouts:
+        files = layout_files(layout)
+        for _ in range(repeats):
+            started = time.perf_counter()
+            frame = job(files)
+            timings.setdefault(layout, []).append(round(time.perf_counter() - started, 3))
+            if first_result is None:
+                first_result = round(time.time() - t0, 3)
+                if out:
+                    frame.attrs = {}  # Spark Connect attaches plan metrics that Parquet cannot store
+                    frame.to_parquet(out, index=False)
+    return {"jobs": timings, "t_first_result": first_result, "rows": int(len(frame))}
+
+
+def child_spark(args: argparse.Namespace) -> dict:
+    """The project's path: read the raw partition files, ``ohlcv.daily_bars``, ``toPandas``."""
+    t0 = float(os.environ.get("BENCH_T0", time.time()))
+    if args.remote:
+        from pyspark.sql import SparkSession
+
+        from crypto_lambda.ohlcv import daily_bars
+        t_imports = time.time() - t0
+        spark = SparkSession.builder.remote(args.remote).getOrCreate()
+    else:
+        from crypto_lambda.ohlcv import daily_bars
+        from crypto_lambda.spark import get_spark
+        t_imports = time.time() - t0
+        spark = get_spark(dict(kv.split("=", 1) for kv in args.conf))
+    t_session = time.time() - t0
+
+    def job(files: list[str]) -> pd.DataFrame:
+        return daily_bars(spark.read.parquet(*files)).toPandas()
+
+    result = _run_jobs(job, args.layouts.split(","), args.repeats, args.out, t0)
+    result.update(t_imports=round(t_imports, 3), t_session=round(t_session, 3))
+    if not args.remote:
+        spark.stop()
+    result["t_end"] = round(time.time() - t0, 3)
+    return result
+
+
+def child_duckdb(args: argparse.Namespace) -> dict:
+    """The baseline: the same aggregation in DuckDB over the same files, collected to pandas."""
+    t0 = float(os.environ.get("BENCH_T0", time.time()))
+    import duckdb
+
+    t_imports = time.time() - t0
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    t_session = time.time() - t0
+    result = _run_jobs(lambda files: con.execute(DUCKDB_SQL, [files]).df(), args.layouts.split(","),
+                       args.repeats, args.out, t0)
+    result.update(t_imports=round(t_imports, 3), t_session=round(t_session, 3),
+                  t_end=round(time.time() - t0, 3))
+    return result
+
+
+def run_engine(engine: str, layouts: str = "lake", repeats: int = 3, conf: dict[str, str] | None = None,
+               remote: str | None = None, out: Path | None = None) -> dict:
+    """One fresh child process; adds ``wall`` (spawn -> exit), ``cold`` (spawn -> first result), ``warm``."""
+    args = [str(Path(__file__).resolve()), "--child", engine, "--layouts", layouts, "--repeats", str(repeats)]
+    args += [a for k, v in (conf or {}).items() for a in ("--conf", f"{k}={v}")]
+    args += ["--remote", remote] if remote else []
+    args += ["--out", str(out)] if out else []
+    wall, result = common.run_child(args, env={"BENCH_T0": repr(time.time())})
+    result["wall"] = round(wall, 3)
+    result["cold"] = result["t_first_result"]
+    result["warm"] = {k: min(v[1:] or v) for k, v in result["jobs"].items()}
+    return result
+
+
+# -- agreement -------------------------------------------------------------------------------------------------
+
+
+def compare(spark_out: Path, duck_out: Path) -> dict:
+    """Both engines must agree: O/H/L/C exactly, volume to 1e-9 relative, minutes_present exactly."""
+    a = pd.read_parquet(spark_out)
+    b = pd.read_parquet(duck_out)
+    for frame in (a, b):
+        frame["date"] = pd.to_datetime(frame["date"]).dt.date
+    merged = a.merge(b, on=["symbol", "date"], suffixes=("_spark", "_duckdb"), how="outer", indicator=True)
+    both = merged["_merge"] == "both"
+    exact = all((merged.loc[both, f"{c}_spark"] == merged.loc[both, f"{c}_duckdb"]).all()
+                for c in ("open", "high", "low", "close", "minutes_present"))
+    rel = float((merged.loc[both, "volume_spark"] / merged.loc[both, "volume_duckdb"] - 1).abs().max())
+    ok = bool(both.all() and exact and rel <= 1e-9)
+    return {"bars": int(both.sum()), "unmatched": int((~both).sum()), "ohlc_exact": bool(exact),
+            "volume_max_rel_diff": rel, "agree": ok}
+
+
+# -- the benchmark ---------------------------------------------------------------------------------------------
+
+
+def measure(repeats: int, connect: bool, cds: bool) -> tuple[list[Figure], dict]:
+    lake = common.ensure_input()
+    common.ensure_compact(lake)
+    files = layout_files("lake")
+    rows = sum(v["rows"] for v in common.input_info()["symbols"].values())
+    log(f"input: {rows:,} rows in {len(files):,} files; load average {os.getloadavg()[0]:.1f}")
+    scratch = common.bench_home() / "rebuild"
+    scratch.mkdir(exist_ok=True)
+    details: dict = {"rows": rows, "files": len(files), "loadavg_start": os.getloadavg()}
+
+    log("DuckDB (fresh process: lake layout, then compact)")
+    duck = run_engine("duckdb", "lake,compact", repeats, out=scratch / "duckdb.parquet")
+    log(f"  cold {duck['cold']:.2f}s warm {duck['warm']}")
+    log("Spark, the project's path and LOCAL_SPARK_CONF (fresh process: lake layout, then compact)")
+    spark = run_engine("spark", "lake,compact", repeats, out=scratch / "spark.parquet")
+    log(f"  cold {spark['cold']:.2f}s (session {spark['t_session']:.2f}s) warm {spark['warm']}")
+    agree = compare(scratch / "spark.parquet", scratch / "duckdb.parquet")
+    log(f"  Spark vs DuckDB: {agree}")
+    details.update(duckdb=duck, spark=spark, agreement=agree)
+
+    def fig(name: str, value: float, base: float, target: float | None, note: str = "") -> Figure:
+        met = None if target is None else value / base <= target
+        return Figure(name, round(value, 2), "s", round(base, 2), f"<= {target}x baseline" if target else "",
+                      met, note)
+
+    figures = [
+        Figure("input rows (11.7 M target)", rows, "rows", note=f"{len(files)} files, bootstrap of real days"),
+        Figure("Spark == DuckDB (OHLC exact, vol 1e-9)", float(agree["agree"]), "bool",
+               note=f"{agree['bars']} bars, volume max rel diff {agree['volume_max_rel_diff']:.1e}"),
+        fig("cold Spark (spawn->result) vs DuckDB", spark["cold"], duck["cold"], COLD_TARGET,
+            f"imports {spark['t_imports']:.1f}s, session ready at {spark['t_session']:.1f}s, "
+            f"first job {spark['jobs']['lake'][0]:.1f}s; process exit at {spark['wall']:.1f}s"),
+        fig("warm Spark (same session) vs DuckDB", spark["warm"]["lake"], duck["warm"]["lake"], WARM_TARGET),
+        fig("warm Spark, compact layout vs DuckDB", spark["warm"]["compact"], duck["warm"]["compact"], WARM_TARGET,
+            "one file per symbol: what the ~8,100 small files cost"),
+        fig("warm Spark lake vs Spark compact", spark["warm"]["lake"], spark["warm"]["compact"], None),
+    ]
+    if cds:
+        from coldstart import cds_conf, ensure_cds_archive
+        ensure_cds_archive()
+        log("Spark with the AppCDS archive (fresh process)")
+        with_cds = run_engine("spark", "lake", repeats, conf=cds_conf())
+        details["spark_cds"] = with_cds
+        figures.append(fig("cold Spark + AppCDS vs DuckDB", with_cds["cold"], duck["cold"], COLD_TARGET,
+                           f"session ready at {with_cds['t_session']:.1f}s, first job "
+                           f"{with_cds['jobs']['lake'][0]:.1f}s"))
+        figures.append(fig("warm Spark + AppCDS vs DuckDB", with_cds["warm"]["lake"], duck["warm"]["lake"],
+                           WARM_TARGET))
+    if connect:
+        from coldstart import ConnectServer, connect_available
+        if connect_available():
+            with ConnectServer() as server:
+                log(f"Spark Connect client (fresh process) against a long-lived server ({server.url})")
+                client = run_engine("spark", "lake", repeats, remote=server.url, out=scratch / "connect.parquet")
+            details["connect"] = {"server": server.timings, "client": client,
+                                  "agreement": compare(scratch / "connect.parquet", scratch / "duckdb.parquet")}
+            figures.append(fig("cold Spark Connect client vs DuckDB", client["cold"], duck["cold"], COLD_TARGET,
+                               f"server (started once, {server.timings['ready']:.1f}s, warmed by "
+                               f"{server.timings['warmup']:.1f}s job) stays up; client session "
+                               f"{client['t_session']:.1f}s, first job {client['jobs']['lake'][0]:.1f}s"))
+            figures.append(fig("warm Spark Connect vs DuckDB", client["warm"]["lake"], duck["warm"]["lake"],
+                               WARM_TARGET))
+        else:
+            log("Spark Connect skipped: pip install 'pyspark[connect]' extras (grpcio-status, "
+                "googleapis-common-protos, zstandard) to measure it")
+    figures += [Figure("DuckDB cold (spawn->result)", duck["cold"], "s"),
+                Figure("DuckDB warm", duck["warm"]["lake"], "s")]
+    details["loadavg_end"] = os.getloadavg()
+    return figures, details
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3, help="jobs per layout in each process (warm = best "
+                        "of the repeats after the first)")
+    parser.add_argument("--no-connect", action="store_true", help="skip the Spark Connect variant")
+    parser.add_argument("--no-cds", action="store_true", help="skip the AppCDS variant")
+    parser.add_argument("--explore", action="store_true", help="also run the cold-start exploration table "
+                        "(bench/coldstart.py, ~6 more minutes)")
+    parser.add_argument("--child", choices=("spark", "duckdb"), help=argparse.SUPPRESS)
+    parser.add_argument("--layouts", default="lake", help=argparse.SUPPRESS)
+    parser.add_argument("--conf", action="append", default=[], help=argparse.SUPPRESS)
+    parser.add_argument("--remote", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        common.emit(child_spark(args) if args.child == "spark" else child_duckdb(args))
+        return 0
+    figures, details = measure(max(2, args.repeats), connect=not args.no_connect, cds=not args.no_cds)
+    common.print_table("full rebuild: daily bars from 1-minute data", figures)
+    path = common.write_figures("rebuild", figures, details)
+    print(f"figures -> {path}")
+    if args.explore:
+        import coldstart
+        coldstart.main([])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
