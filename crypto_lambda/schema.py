@@ -146,16 +146,19 @@ def merge_klines(*frames: pd.DataFrame) -> pd.DataFrame:
     return dedup(pd.concat(parts, ignore_index=True))[0].reset_index(drop=True)
 
 
+def _day_bar_fields() -> list[pa.Field]:
+    """symbol, date and OHLCV: the leading columns every daily dataset shares."""
+    return [
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("date", pa.date32(), nullable=False),
+        *(pa.field(name, pa.float64()) for name in REQUIRED_FLOATS),
+    ]
+
+
 # Daily bars: one row per (symbol, UTC date). ``minutes_present`` is null for bars that came from the
 # exchange's 1d klines (no minute data behind them); ``source`` says where each bar came from.
 DAILY_SCHEMA = pa.schema([
-    pa.field("symbol", pa.string(), nullable=False),
-    pa.field("date", pa.date32(), nullable=False),
-    pa.field("open", pa.float64()),
-    pa.field("high", pa.float64()),
-    pa.field("low", pa.float64()),
-    pa.field("close", pa.float64()),
-    pa.field("volume", pa.float64()),
+    *_day_bar_fields(),
     pa.field("quote_volume", pa.float64()),
     pa.field("trades", pa.int64()),
     pa.field("minutes_present", pa.int32()),
@@ -171,13 +174,7 @@ FILLED_SCHEMA = pa.schema([
 
 # The speed layer's daily bar: ``minutes_covered`` of 1,440, provisional for today or an incomplete day.
 SPEED_DAILY_SCHEMA = pa.schema([
-    pa.field("symbol", pa.string(), nullable=False),
-    pa.field("date", pa.date32(), nullable=False),
-    pa.field("open", pa.float64()),
-    pa.field("high", pa.float64()),
-    pa.field("low", pa.float64()),
-    pa.field("close", pa.float64()),
-    pa.field("volume", pa.float64()),
+    *_day_bar_fields(),
     pa.field("trades", pa.int64()),
     pa.field("minutes_covered", pa.int32()),
     pa.field("is_provisional", pa.bool_()),
@@ -186,13 +183,7 @@ SPEED_DAILY_SCHEMA = pa.schema([
 
 # The serving view: one row per symbol and day, ``source`` in {batch, speed, filled}.
 SERVING_SCHEMA = pa.schema([
-    pa.field("symbol", pa.string(), nullable=False),
-    pa.field("date", pa.date32(), nullable=False),
-    pa.field("open", pa.float64()),
-    pa.field("high", pa.float64()),
-    pa.field("low", pa.float64()),
-    pa.field("close", pa.float64()),
-    pa.field("volume", pa.float64()),
+    *_day_bar_fields(),
     pa.field("minutes_present", pa.int32()),
     pa.field("source", pa.string()),
     pa.field("is_provisional", pa.bool_()),
