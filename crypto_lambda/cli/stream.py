@@ -85,7 +85,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     produce.set_defaults(func=cmd_produce)
 
     for name, helptext in (("consume", "run the Spark Structured Streaming job"),
-                           ("replay", "re-read topics once and stop (consume --available-now)")):
+                           ("replay", "process what the topics hold now and stop (consume --available-now; "
+                                      "with --reset or a fresh --output/--checkpoint it re-reads everything)")):
         parser = cmds.add_parser(name, help=helptext, description=helptext + ": minute bars to Parquet "
                                  "(exactly once), quarantine, gap markers and provisional minutes.")
         _bootstrap_arg(parser)
