@@ -182,6 +182,12 @@ def measure(repeats: int, connect: bool, cds: bool) -> tuple[list[Figure], dict]
             "one file per symbol: what the ~8,100 small files cost"),
         fig("warm Spark lake vs Spark compact", spark["warm"]["lake"], spark["warm"]["compact"], None),
     ]
+    log("Spark on the compact layout (fresh process): the cold figure without the small files")
+    compact = run_engine("spark", "compact", repeats)
+    details["spark_compact"] = compact
+    figures.append(fig("cold Spark, compact layout vs DuckDB", compact["cold"], duck["cold"], COLD_TARGET,
+                       f"session ready at {compact['t_session']:.1f}s, first job {compact['jobs']['compact'][0]:.1f}s"
+                       "; baseline = DuckDB cold on the lake layout"))
     if cds:
         from coldstart import cds_conf, ensure_cds_archive
         ensure_cds_archive()
@@ -199,7 +205,8 @@ def measure(repeats: int, connect: bool, cds: bool) -> tuple[list[Figure], dict]
             with ConnectServer() as server:
                 log(f"Spark Connect client (fresh process) against a long-lived server ({server.url})")
                 client = run_engine("spark", "lake", repeats, remote=server.url, out=scratch / "connect.parquet")
-            details["connect"] = {"server": server.timings, "client": client,
+                client_compact = run_engine("spark", "compact", repeats, remote=server.url)
+            details["connect"] = {"server": server.timings, "client": client, "client_compact": client_compact,
                                   "agreement": compare(scratch / "connect.parquet", scratch / "duckdb.parquet")}
             figures.append(fig("cold Spark Connect client vs DuckDB", client["cold"], duck["cold"], COLD_TARGET,
                                f"server (started once, {server.timings['ready']:.1f}s, warmed by "
@@ -207,6 +214,8 @@ def measure(repeats: int, connect: bool, cds: bool) -> tuple[list[Figure], dict]
                                f"{client['t_session']:.1f}s, first job {client['jobs']['lake'][0]:.1f}s"))
             figures.append(fig("warm Spark Connect vs DuckDB", client["warm"]["lake"], duck["warm"]["lake"],
                                WARM_TARGET))
+            figures.append(fig("cold Spark Connect client, compact vs DuckDB", client_compact["cold"], duck["cold"],
+                               COLD_TARGET, "compact layout; baseline = DuckDB cold on the lake layout"))
         else:
             log("Spark Connect skipped: pip install 'pyspark[connect]' extras (grpcio-status, "
                 "googleapis-common-protos, zstandard) to measure it")
