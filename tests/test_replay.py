@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import importlib.machinery
+import json
 import os
 import signal
 import statistics
@@ -13,6 +15,7 @@ import time
 import types
 from pathlib import Path
 
+import aiohttp
 import pandas as pd
 import pytest
 import requests
@@ -292,8 +295,10 @@ def test_from_paths_daily_only(tmp_path):
 
 
 def test_cli_serves_until_sigterm():
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([*CLI, "replay-exchange", "--port", "0"], stderr=subprocess.PIPE, text=True,
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "REPLAY_WS_SPEED": "7"}  # the option wins over the env
+    start_ms = Recording.from_sample().minute_span("BTCUSDT")[0] + 86_400_000
+    proc = subprocess.Popen([*CLI, "replay-exchange", "--port", "0", "--ws-speed", "60", "--ws-start-ms",
+                             str(start_ms), "--ws-trades-per-minute", "5"], stderr=subprocess.PIPE, text=True,
                             env=env)
     try:
         url, lines = None, []
@@ -307,12 +312,20 @@ def test_cli_serves_until_sigterm():
                 url = line.split("listening on ")[1].split()[0]
         assert url, "".join(lines)
         assert requests.get(f"{url}/api/v3/ping", timeout=10).json() == {}
+        assert "speed x60 from" in proc.stderr.readline()
+        first = asyncio.run(_first_ws_event(url.replace("http", "ws", 1) + "/ws/btcusdt@trade"))
+        assert start_ms <= first["T"] < start_ms + 60_000
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def _first_ws_event(url: str) -> dict:
+    async with aiohttp.ClientSession() as session, session.ws_connect(url, timeout=10) as ws:
+        return json.loads((await ws.receive(timeout=10)).data)
 
 
 def test_cli_refuses_non_loopback_host():

@@ -32,6 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--error-rate", type=float, default=0.0,
                         help="fraction of API requests answered 500/503 (0-1)")
     parser.add_argument("--seed", type=int, default=None, help="seed for --error-rate")
+    parser.add_argument("--ws-speed", type=float, default=None,
+                        help="WebSocket replay speed: recorded ms per wall ms (default $REPLAY_WS_SPEED or 1)")
+    parser.add_argument("--ws-start-ms", type=int, default=None,
+                        help="recorded instant (epoch ms) the WebSocket replay starts at when the first client "
+                             "connects (default $REPLAY_WS_START_MS, else now on the recording's clock)")
+    parser.add_argument("--ws-trades-per-minute", type=int, default=None,
+                        help="mean synthetic trades per recorded minute and symbol "
+                             "(default $REPLAY_WS_TRADES_PER_MINUTE or 40)")
     parser.set_defaults(func=run)
 
 
@@ -47,6 +55,7 @@ def is_loopback(host: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     from crypto_lambda.exchange.recording import Recording, iso_ms
     from crypto_lambda.exchange.replay import ReplayKnobs, ReplayServer
+    from crypto_lambda.exchange.replay_ws import env_knobs
 
     if not is_loopback(args.host) and not args.allow_remote:
         raise ValueError(f"--host {args.host} is not a loopback address; the replay exchange has no "
@@ -55,14 +64,27 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--error-rate {args.error_rate} must be between 0 and 1")
     if args.weight_budget < 1:
         raise ValueError(f"--weight-budget {args.weight_budget} must be positive")
+    stream = env_knobs()  # options override the REPLAY_WS_* environment
+    if args.ws_speed is not None:
+        if args.ws_speed <= 0:
+            raise ValueError(f"--ws-speed {args.ws_speed} must be positive")
+        stream.speed = args.ws_speed
+    if args.ws_start_ms is not None:
+        stream.start_ms = args.ws_start_ms
+    if args.ws_trades_per_minute is not None:
+        if args.ws_trades_per_minute < 1:
+            raise ValueError(f"--ws-trades-per-minute {args.ws_trades_per_minute} must be positive")
+        stream.trades_per_minute = args.ws_trades_per_minute
     recording = (Recording.from_paths(args.data, shift_to_today=args.shift_to_today) if args.data
                  else Recording.from_sample(shift_to_today=args.shift_to_today))
     knobs = ReplayKnobs(latency_ms=args.latency_ms, error_rate=args.error_rate,
-                        weight_budget=args.weight_budget, seed=args.seed)
+                        weight_budget=args.weight_budget, seed=args.seed, stream=stream)
     stop = threading.Event()
     with ReplayServer(recording, knobs, host=args.host, port=args.port) as server:
         log.info("replay exchange listening on %s (ws %s); shift %+d days", server.url, server.ws_url,
                  recording.shift_ms // 86_400_000)
+        log.info("websocket replay: speed x%g from %s, %d trades/min/symbol", stream.speed,
+                 iso_ms(stream.start_ms) if stream.start_ms is not None else "now", stream.trades_per_minute)
         for symbol in recording.symbols:
             try:
                 first, last = recording.minute_span(symbol)

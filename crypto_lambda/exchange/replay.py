@@ -20,11 +20,14 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from crypto_lambda.exchange.recording import SERVED_INTERVALS, Recording
+
+if TYPE_CHECKING:  # replay_ws is imported lazily by build_app (it is optional), never at import time
+    from crypto_lambda.exchange.replay_ws import StreamKnobs
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,9 @@ class ReplayKnobs:
     weight_budget: int = 6000
     seed: int | None = None
     corrupt_every_n: int = 0  # serve every Nth 1m kline with high < low, to test quarantine end to end
-    stream: Any = None  # replay_ws's own knobs object, read by its add_stream_routes
+    # WebSocket stream knobs (replay clock, synthesis, faults), read by replay_ws.add_stream_routes; None =
+    # REPLAY_WS_* from the environment, else defaults.
+    stream: StreamKnobs | None = None
 
 
 @dataclass

@@ -15,7 +15,7 @@ Replay clock: recorded time ``start_ms + (wall - anchor) * speed``, anchored at 
 connection (so test setup does not eat the replay); ``start_ms=None`` means the recording's own clock, i.e.
 live. Every connection streams from the clock's current instant, so events sent while a client was
 disconnected are missed, as on the real exchange. Knobs: ``configure_streams(app_or_knobs, ...)`` before
-the server starts (a ``ReplayKnobs`` carries them as its ``stream`` attribute), or ``REPLAY_WS_SPEED``,
+the server starts (a ``ReplayKnobs`` carries them in its ``stream`` field), or ``REPLAY_WS_SPEED``,
 ``REPLAY_WS_START_MS`` and ``REPLAY_WS_TRADES_PER_MINUTE`` in the environment; the :class:`StreamKnobs`
 object stays live, so tests may change e.g. ``disconnect_after_s`` on a running server.
 """
@@ -31,13 +31,16 @@ import time
 import warnings
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from aiohttp import WSMsgType, web
 
 from crypto_lambda.exchange.recording import Recording, decimal_str
 from crypto_lambda.timeutil import MINUTE_MS
+
+if TYPE_CHECKING:
+    from crypto_lambda.exchange.replay import ReplayKnobs
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +104,7 @@ class StreamState:
     tables: dict[str, MinuteTable] = field(default_factory=dict)
 
 
-def configure_streams(target: Any, **values: Any) -> StreamKnobs:
+def configure_streams(target: ReplayKnobs | web.Application, **values: Any) -> StreamKnobs:
     """Set stream knobs on a ``ReplayKnobs`` (before ``ReplayServer`` starts) or on a built app."""
     knobs = StreamKnobs(**values)
     if isinstance(target, web.Application):
@@ -116,7 +119,9 @@ def configure_streams(target: Any, **values: Any) -> StreamKnobs:
     return knobs
 
 
-def _env_knobs() -> StreamKnobs:
+def env_knobs() -> StreamKnobs:
+    """Knobs from ``REPLAY_WS_SPEED``/``REPLAY_WS_START_MS``/``REPLAY_WS_TRADES_PER_MINUTE`` (unset = default),
+    so compose and scripts can configure a server they do not construct."""
     knobs = StreamKnobs()
     if os.environ.get("REPLAY_WS_SPEED"):
         knobs.speed = float(os.environ["REPLAY_WS_SPEED"])
@@ -131,7 +136,7 @@ class MinuteTable:
     """One symbol's recorded minutes with the trade count and first trade id of each (ids consecutive)."""
 
     def __init__(self, recording: Recording, symbol: str, knobs: StreamKnobs) -> None:
-        bars = recording._minutes[symbol]  # all recorded minutes, not clipped at the REST clock
+        bars = recording.recorded_minutes(symbol)  # not clipped at the REST clock
         self.symbol = symbol
         self.open_ms = bars.open_ms
         self.cols = {k: bars.cols[k] for k in ("open", "high", "low", "close", "volume")}
@@ -340,9 +345,10 @@ async def combined_stream(request: web.Request) -> web.StreamResponse:
 
 
 def add_stream_routes(app: web.Application) -> None:
-    """Called by ``replay.build_app``: knobs from ``app["ws_knobs"]``, the ReplayKnobs' ``stream`` attribute
+    """Called by ``replay.build_app``: knobs from ``app["ws_knobs"]``, the ReplayKnobs' ``stream`` field
     or the environment, in that order."""
-    knobs = app.get("ws_knobs") or getattr(app.get("knobs"), "stream", None) or _env_knobs()
+    replay_knobs = app.get("knobs")
+    knobs = app.get("ws_knobs") or (replay_knobs.stream if replay_knobs is not None else None) or env_knobs()
     with warnings.catch_warnings():  # plain string keys, as replay.build_app uses
         warnings.simplefilter("ignore")
         app["ws_knobs"] = knobs
