@@ -1,5 +1,5 @@
-"""The ``forecasts`` asset through a real Dagster instance: daily_filled (written here from the shipped real
-Binance 1d bars, in the batch layer's schema, instead of spinning Spark) -> forecast_job -> outputs on disk,
+"""The ``forecasts`` asset through a real Dagster instance: serving_daily (written here from the shipped real
+Binance 1d bars, in the serving layer's schema, instead of spinning Spark) -> forecast_job -> outputs on disk,
 metadata in the event log, and both asset checks evaluated."""
 
 from __future__ import annotations
@@ -15,24 +15,28 @@ import pytest
 
 from crypto_lambda import lake as lk
 from crypto_lambda.forecast.pipeline import sample_daily
-from crypto_lambda.schema import FILLED_SCHEMA
+from crypto_lambda.schema import SERVING_SCHEMA
 
 FILLED_DAYS = 3  # forward-filled days injected into the series: they must be dropped, not trained on
 RUN_CONFIG = {"ops": {"forecasts": {"config": {"cv_days": 240, "period": 30, "use_grid": False,
                                                "include_seeds": True}}}}
 
 
-def write_daily_filled(lake: Path, symbol: str) -> pd.DataFrame:
-    """The batch layer's ``daily_filled`` file: every day, MA7/MA30, a few days marked forward-filled."""
+def write_serving_daily(lake: Path, symbol: str) -> pd.DataFrame:
+    """The serving layer's file: every day, MA7/MA30, a few days forward-filled and today's provisional speed
+    bar last. Returns the observed days (what a forecast may train on)."""
     frame = sample_daily(symbol)
-    frame["quote_volume"], frame["trades"], frame["minutes_present"] = None, None, None
+    frame["minutes_present"], frame["is_provisional"] = None, False
     idx = frame.index[-200:-200 + FILLED_DAYS]
     frame.loc[idx, "close"] = frame.loc[idx[0] - 1, "close"]
     frame.loc[idx, ["volume", "is_filled", "source"]] = [0.0, True, "filled"]
-    frame["ma7"] = frame["close"].rolling(7).mean()
-    frame["ma30"] = frame["close"].rolling(30).mean()
-    table = pa.Table.from_pandas(frame[FILLED_SCHEMA.names], schema=FILLED_SCHEMA, preserve_index=False)
-    lk.atomic_write_table(table, lk.symbol_path(lake, lk.DAILY_FILLED, symbol))
+    today = frame.iloc[[-1]].assign(date=frame["date"].max() + dt.timedelta(days=1), close=1.0,
+                                    source="speed", is_provisional=True, minutes_present=600)
+    served = pd.concat([frame, today], ignore_index=True)
+    served["ma7"] = served["close"].rolling(7).mean()
+    served["ma30"] = served["close"].rolling(30).mean()
+    table = pa.Table.from_pandas(served[SERVING_SCHEMA.names], schema=SERVING_SCHEMA, preserve_index=False)
+    lk.atomic_write_table(table, lk.symbol_path(lake, lk.SERVING_DAILY, symbol))
     return frame
 
 
@@ -49,7 +53,7 @@ def run(tmp_path_factory: pytest.TempPathFactory):
         mp.setenv("CRYPTO_LAMBDA_SYMBOLS", "BTCUSDT,ETHUSDT")
         mp.setenv("CRYPTO_LAMBDA_START", "2017-08-17")
         settings = load_settings()
-        frame = write_daily_filled(settings.lake, "BTCUSDT")
+        frame = write_serving_daily(settings.lake, "BTCUSDT")
         (home / "dagster").mkdir(parents=True)
         instance = dg.DagsterInstance.local_temp(str(home / "dagster"), overrides={"telemetry": {"enabled": False}})
         defs = build_defs(settings)
@@ -70,7 +74,7 @@ def test_forecast_job_materializes_outputs_for_the_partition(run):
         assert Path(meta[key].value).exists(), key
     pointer = json.loads((settings.home / "forecasts" / "latest" / "BTCUSDT.json").read_text())
     assert pointer["stamp"] == meta["run_stamp"].value and pointer["stamp"].endswith(result.run_id[:8])
-    assert pointer["filled_days_dropped"] == FILLED_DAYS
+    assert pointer["filled_days_dropped"] == FILLED_DAYS + 1  # and the provisional day: not a close yet
     forecast = pd.read_parquet(lk.symbol_path(settings.lake, "forecasts", "BTCUSDT"))
     last = run["frame"]["date"].max()
     assert list(forecast["date"]) == [last + dt.timedelta(days=h) for h in range(1, 31)]
@@ -113,4 +117,4 @@ def test_missing_input_fails_with_a_clear_message(run):
         instance=run["instance"], partition_key="ETHUSDT", run_config=RUN_CONFIG, raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "no daily_filled series for ETHUSDT" in str(failure.step_failure_data.error.message)
+    assert "no serving_daily series for ETHUSDT" in str(failure.step_failure_data.error.message)

@@ -1,11 +1,12 @@
 """From a daily series to a proven forecast: CV every candidate, score, pick the champion, forecast with it.
 
-Input is any per-symbol daily frame with ``date`` and ``close`` (``daily_filled`` today, ``serving_daily``
-after #4). Forward-filled days (``is_filled`` or ``source == "filled"``) are dropped before anything else:
-their close is a copy of the previous day's, so training on them teaches the models that prices stand still
-(flattering naive) and scoring on them grades forecasts against a price that never traded. Prophet takes
-the gaps natively; the baselines forward-fill their origin and skip a missing target. A provisional bar
-(``serving_daily``'s current day from the speed layer) is dropped for the same reason as a partial day.
+Input is any per-symbol daily frame with ``date`` and ``close`` (the asset reads ``serving_daily``; the
+shipped sample and ``daily_filled`` have the same columns). Forward-filled days (``is_filled`` or
+``source == "filled"``) are dropped before anything else: their close is a copy of the previous day's, so
+training on them teaches the models that prices stand still (flattering naive) and scoring on them grades
+forecasts against a price that never traded. Prophet takes the gaps natively; the baselines forward-fill
+their origin and skip a missing target. A provisional bar (``serving_daily``'s current day from the speed
+layer) is dropped for the same reason as a partial day.
 """
 
 from __future__ import annotations

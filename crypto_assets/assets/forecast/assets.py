@@ -1,8 +1,9 @@
 """The ``forecasts`` asset (per-symbol static partitions) and its job; the work lives in crypto_lambda.forecast.
 
-Input: ``daily_filled`` for now. ``serving_daily`` (#4) has the same per-symbol layout
-(``lake/<dataset>/<SYMBOL>.parquet``) and flags forward-filled days by ``source == "filled"``, which
-``prepare_series`` honours, so switching is the one line ``INPUT_ASSET = "serving_daily"``.
+Input: ``serving_daily``, the merged batch + speed series (``lake/serving_daily/<SYMBOL>.parquet``).
+Forward-filled days (``source == "filled"``) and today's provisional speed bar are dropped by
+``prepare_series``: neither is an observed daily close. The asset refreshes itself once a day after its input
+has been updated (``AutomationCondition.on_cron``), so a forecast run does not follow every speed update.
 """
 
 import dagster as dg
@@ -17,7 +18,8 @@ from crypto_lambda.forecast.config import ForecastConfig
 from crypto_lambda.forecast.outputs import metrics_markdown, run_stamp, write_outputs
 from crypto_lambda.forecast.pipeline import run_forecasts
 
-INPUT_ASSET = lk.DAILY_FILLED  # -> "serving_daily" once #4 lands: the only line to change
+INPUT_ASSET = lk.SERVING_DAILY
+FORECAST_CRON = "30 1 * * *"  # after the 00:10/00:40 batch schedules and the serving update
 GROUP = "forecast"
 FORECAST_JOB = "forecast_job"
 
@@ -56,6 +58,7 @@ def build_forecast_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=symbol_partitions(settings), backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=GROUP, kinds={"parquet", "python"}, deps=[INPUT_ASSET],
+        automation_condition=dg.AutomationCondition.on_cron(FORECAST_CRON, "UTC"),
         description="Champion's next-30-day forecast with its 80 % interval, chosen by rolling-origin CV among "
                     "naive, drift, the seeds' Prophet and a Prophet-on-log grid; metrics table and charts.",
     )
