@@ -1,0 +1,146 @@
+"""The live page's HTTP server (aiohttp): the page, a small JSON API over the streaming output, a health check.
+
+Routes: ``/`` (the page), ``/api/symbols``, ``/api/bars?symbol=BTCUSDT&minutes=120``, ``/healthz``.
+``symbol`` must be one of the configured symbols (anything else is a 400, so a request can never name a path
+outside the lake) and ``minutes`` an integer in 1..1440. Reads are cached for ``cache_seconds`` per
+(symbol, minutes), so a wall of browsers polling every few seconds costs one Parquet scan per interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+
+from aiohttp import web
+
+from crypto_lambda.config import Settings
+from crypto_lambda.web.data import DEFAULT_MINUTES, MAX_MINUTES, SnapshotCache, snapshot
+from crypto_lambda.web.page import PAGE
+from streaming_service.topics import SpeedPaths
+
+log = logging.getLogger(__name__)
+SETTINGS_KEY: web.AppKey[Settings] = web.AppKey("settings", Settings)
+CACHE_KEY: web.AppKey[SnapshotCache] = web.AppKey("cache", SnapshotCache)
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _json_error(message: str) -> str:
+    return json.dumps({"error": message})
+
+
+async def page(request: web.Request) -> web.Response:
+    return web.Response(text=PAGE, content_type="text/html", charset="utf-8", headers=NO_STORE)
+
+
+async def symbols(request: web.Request) -> web.Response:
+    return web.json_response({"symbols": list(request.app[SETTINGS_KEY].symbols)}, headers=NO_STORE)
+
+
+async def bars(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS_KEY]
+    symbol = request.query.get("symbol", "")
+    if symbol not in settings.symbols:
+        raise web.HTTPBadRequest(text=_json_error(f"symbol must be one of {', '.join(settings.symbols)}"),
+                                 content_type="application/json")
+    raw = request.query.get("minutes", str(DEFAULT_MINUTES))
+    try:
+        minutes = int(raw)
+    except ValueError:
+        minutes = -1
+    if not 1 <= minutes <= MAX_MINUTES:
+        raise web.HTTPBadRequest(text=_json_error(f"minutes must be an integer from 1 to {MAX_MINUTES}"),
+                                 content_type="application/json")
+    data = await request.app[CACHE_KEY].get((symbol, minutes), lambda: snapshot(settings, symbol, minutes))
+    return web.json_response({**data, "now_ms": int(time.time() * 1000)}, headers=NO_STORE)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS_KEY]
+    paths = SpeedPaths.of(settings)
+    return web.json_response({"status": "ok", "symbols": list(settings.symbols),
+                              "speed_output": (paths.bars / "_spark_metadata").is_dir(),
+                              "cache_reads": request.app[CACHE_KEY].reads}, headers=NO_STORE)
+
+
+def build_app(settings: Settings, cache_seconds: float = 2.0) -> web.Application:
+    """The live page application for ``settings`` (symbols and CRYPTO_LAMBDA_HOME come from there)."""
+    app = web.Application()
+    app[SETTINGS_KEY] = settings
+    app[CACHE_KEY] = SnapshotCache(ttl=cache_seconds)
+    app.router.add_get("/", page)
+    app.router.add_get("/api/symbols", symbols)
+    app.router.add_get("/api/bars", bars)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+class WebServer:
+    """The app on its own event loop in a background thread (port 0 = any free port); for tests and
+    embedding. ``crypto-lambda web`` uses :func:`aiohttp.web.run_app` in the foreground instead."""
+
+    def __init__(self, settings: Settings, host: str = "127.0.0.1", port: int = 0,
+                 cache_seconds: float = 2.0) -> None:
+        self.settings, self.host, self.port, self.cache_seconds = settings, host, port, cache_seconds
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> WebServer:
+        """Start serving; returns once the socket listens (raises what start-up raised)."""
+        if self._thread is not None:
+            raise RuntimeError("web server already started")
+        self._thread = threading.Thread(target=self._run, name="crypto-lambda-web", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            self._thread.join()
+            self._thread = None
+            raise self._error
+        return self
+
+    def _run(self) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._startup())
+        except BaseException as exc:  # noqa: BLE001 - handed to start()
+            self._error = exc
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(self._runner.cleanup())  # type: ignore[union-attr]
+            loop.close()
+
+    async def _startup(self) -> None:
+        self._runner = web.AppRunner(build_app(self.settings, self.cache_seconds), access_log=None,
+                                     shutdown_timeout=2.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        self.port = int(self._runner.addresses[0][1])
+
+    def stop(self) -> None:
+        if self._thread is None or self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._thread = None
+
+    def __enter__(self) -> WebServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,140 @@
+"""What the live page shows, read from the streaming consumer's Parquet output without Spark.
+
+Minute bars come from :func:`streaming_service.speed_lake.read_speed_bars` (only files Spark's
+``_spark_metadata`` log lists, so a half-written micro-batch never shows up), the day's bar from
+:func:`provisional_daily_bar` (committed minutes plus the kline stream's in-progress minutes). Only the last
+day or two of one symbol are read per request, so the cost does not grow with the history the stream has
+written; :class:`SnapshotCache` keeps a result for a few seconds so many open browsers cost one scan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from crypto_lambda.config import Settings
+from crypto_lambda.timeutil import MINUTE_MS
+from streaming_service.speed_lake import committed_files, provisional_daily_bar, read_speed_bars
+from streaming_service.topics import SpeedPaths
+
+MAX_MINUTES = 1440
+DEFAULT_MINUTES = 120
+
+
+def _ms(value) -> int | None:
+    """Timestamp-like (pandas/datetime) -> epoch milliseconds; None stays None."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return int(pd.Timestamp(value).value // 1_000_000)
+
+
+def _num(value) -> float | None:
+    """JSON has no NaN: missing numbers become null rather than an invalid document."""
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
+def committed_days(paths: SpeedPaths, symbol: str) -> list[dt.date]:
+    """UTC days with committed minute bars for ``symbol``, from the sink's log (no Parquet is opened)."""
+    days: set[dt.date] = set()
+    for path in committed_files(paths.bars):
+        values = dict(p.split("=", 1) for p in path.parts if "=" in p)
+        if values.get("symbol") == symbol and "date" in values:
+            try:
+                days.add(dt.date.fromisoformat(values["date"]))
+            except ValueError:
+                continue
+    return sorted(days)
+
+
+def provisional_days(paths: SpeedPaths, symbol: str) -> list[dt.date]:
+    """UTC days the kline stream has in-progress minutes for (``speed_provisional_1m/SYMBOL/DAY.parquet``)."""
+    folder: Path = paths.provisional / symbol
+    days = []
+    for file in folder.glob("*.parquet") if folder.is_dir() else []:
+        try:
+            days.append(dt.date.fromisoformat(file.stem))
+        except ValueError:
+            continue
+    return sorted(days)
+
+
+def bar_dict(row) -> dict:
+    """One minute bar as the page's JSON: epoch-ms open time plus O/H/L/C/V and trade count."""
+    return {"t": _ms(row.open_time), "o": _num(row.open), "h": _num(row.high), "l": _num(row.low),
+            "c": _num(row.close), "v": _num(row.volume),
+            "n": None if pd.isna(row.trades) else int(row.trades)}
+
+
+def daily_dict(bar: dict | None) -> dict | None:
+    if bar is None:
+        return None
+    return {"date": bar["date"].isoformat(), "o": _num(bar["open"]), "h": _num(bar["high"]),
+            "l": _num(bar["low"]), "c": _num(bar["close"]), "v": _num(bar["volume"]),
+            "minutes": int(bar["minutes"]), "committed_minutes": int(bar["committed_minutes"]),
+            "provisional_minutes": int(bar["provisional_minutes"]), "as_of_ms": bar.get("as_of_ms"),
+            "first_minute_ms": _ms(bar["first_minute"]), "last_minute_ms": _ms(bar["last_minute"])}
+
+
+def snapshot(settings: Settings, symbol: str, minutes: int = DEFAULT_MINUTES) -> dict:
+    """The last ``minutes`` committed 1-minute bars of ``symbol`` plus the newest day's provisional bar.
+
+    The provisional day is the newest day with either committed bars or in-progress minutes, so just after
+    midnight UTC the page shows the new day as soon as its first kline update arrives.
+    """
+    paths = SpeedPaths.of(settings)
+    days = committed_days(paths, symbol)
+    wanted = days[-(minutes // MAX_MINUTES + 2):]  # enough whole days to cover ``minutes`` bars
+    frames = [read_speed_bars(settings, symbol, day, output=paths.bars) for day in wanted]
+    frames = [f for f in frames if len(f)]
+    bars = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if len(bars):
+        bars = bars.sort_values("open_time", kind="stable").tail(minutes)
+    rows = [bar_dict(r) for r in bars.itertuples(index=False)] if len(bars) else []
+    day = max([*days[-1:], *provisional_days(paths, symbol)[-1:]], default=None)
+    daily = daily_dict(provisional_daily_bar(settings, symbol, day, paths=paths)) if day else None
+    candidates = [rows[-1]["t"] + MINUTE_MS] if rows else []  # a bar is complete at its close
+    if daily and daily["as_of_ms"] is not None:
+        candidates.append(int(daily["as_of_ms"]))
+    return {"symbol": symbol, "minutes": minutes, "bars": rows, "latest": rows[-1] if rows else None,
+            "daily": daily, "data_time_ms": max(candidates, default=None)}
+
+
+class SnapshotCache:
+    """Results per key kept for ``ttl`` seconds; concurrent requests for the same key share one read.
+
+    Reads run in a worker thread (pyarrow releases the GIL), so a slow scan never blocks the event loop
+    that serves the page and the health check.
+    """
+
+    def __init__(self, ttl: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl, self.clock = ttl, clock
+        self._values: dict[tuple, tuple[float, dict]] = {}
+        self._locks: dict[tuple, asyncio.Lock] = {}
+        self.reads = 0  # how many times the loader ran (tests and /healthz use it)
+
+    async def get(self, key: tuple, loader: Callable[[], dict]) -> dict:
+        hit = self._values.get(key)
+        if hit and self.clock() - hit[0] < self.ttl:
+            return hit[1]
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            hit = self._values.get(key)
+            if hit and self.clock() - hit[0] < self.ttl:
+                return hit[1]
+            value = await asyncio.get_running_loop().run_in_executor(None, loader)
+            self.reads += 1
+            self._values[key] = (self.clock(), value)
+            if len(self._values) > 256:  # bounded: keys are (symbol, minutes) from validated input
+                oldest = min(self._values, key=lambda k: self._values[k][0])
+                self._values.pop(oldest, None)
+                self._locks.pop(oldest, None)
+            return value
