@@ -1,7 +1,12 @@
-"""Schedules: yesterday's partitions at 00:10 UTC as one run for all symbols, then the daily series."""
+"""Schedules: yesterday's partitions at 00:10 UTC as one run for all symbols, then the daily series.
+
+Schedules and sensors start RUNNING only when ``CRYPTO_LAMBDA_AUTOMATION=on`` (``crypto-lambda up`` sets it):
+a daemon started for tests, ``make demo`` or a one-off ``dagster dev`` must not begin backfilling on its own.
+"""
 
 
 import datetime as dt
+import os
 
 import dagster as dg
 
@@ -10,6 +15,13 @@ from crypto_assets.partitions import range_tags, symbol_range_tags
 from crypto_lambda.config import Settings
 from crypto_lambda.timeutil import today_utc
 
+AUTOMATION_ENV = "CRYPTO_LAMBDA_AUTOMATION"
+
+
+def automation_on() -> bool:
+    """True when the environment asks for schedules and sensors to run by default (``crypto-lambda up``)."""
+    return os.environ.get(AUTOMATION_ENV, "").strip().lower() in ("on", "1", "true", "yes")
+
 
 def _tick_day(context: dg.ScheduleEvaluationContext) -> dt.date:
     when = context.scheduled_execution_time
@@ -17,15 +29,17 @@ def _tick_day(context: dg.ScheduleEvaluationContext) -> dt.date:
 
 
 def build_schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
+    status = dg.DefaultScheduleStatus.RUNNING if automation_on() else dg.DefaultScheduleStatus.STOPPED
+
     @dg.schedule(cron_schedule="10 0 * * *", execution_timezone="UTC", job_name=MINUTES_JOB,
-                 default_status=dg.DefaultScheduleStatus.RUNNING,
+                 default_status=status,
                  description="Materialize yesterday for every symbol (one run, one Spark session).")
     def daily_batch_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
         yesterday = _tick_day(context) - dt.timedelta(days=1)
         return dg.RunRequest(run_key=f"batch-{yesterday}", tags=range_tags(yesterday, yesterday, settings.symbols))
 
     @dg.schedule(cron_schedule="40 0 * * *", execution_timezone="UTC", job_name=SERIES_JOB,
-                 default_status=dg.DefaultScheduleStatus.RUNNING,
+                 default_status=status,
                  description="Rebuild each symbol's complete daily series after the minute batch landed.")
     def daily_series_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
         return dg.RunRequest(run_key=f"series-{_tick_day(context)}", tags=symbol_range_tags(settings.symbols))

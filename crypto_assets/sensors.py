@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from crypto_assets.jobs import MINUTES_JOB, SPEED_JOB
 from crypto_assets.partitions import multi_key, range_tags
+from crypto_assets.schedules import automation_on
 from crypto_lambda import lake as lk
 from crypto_lambda.config import MIN_DAY_COMPLETENESS, Settings
 from crypto_lambda.timeutil import MINUTES_PER_DAY, contiguous_runs, ms_to_day, today_utc, yesterday_utc
@@ -80,7 +81,9 @@ def repair_targets(settings: Settings) -> dict[str, str]:
 
 
 def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
-    @dg.sensor(job_name=SPEED_JOB, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
+    status = dg.DefaultSensorStatus.RUNNING if automation_on() else dg.DefaultSensorStatus.STOPPED
+
+    @dg.sensor(job_name=SPEED_JOB, minimum_interval_seconds=30, default_status=status,
                description="Request speed_daily for each (day, symbol) whose streaming output changed.")
     def speed_output_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         paths = SpeedPaths.of(settings)
@@ -99,7 +102,7 @@ def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
             return dg.SkipReason("no streaming partition changed")
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
 
-    @dg.sensor(job_name=MINUTES_JOB, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+    @dg.sensor(job_name=MINUTES_JOB, minimum_interval_seconds=60, default_status=status,
                description="Re-fetch batch partitions covered by stream gap markers or below 99 % of minutes.")
     def gap_repair_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         tried = set(json.loads(context.cursor)) if context.cursor else set()
