@@ -39,11 +39,40 @@ def prepare_environment() -> None:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 
+SPARK_CONF_ENV = "CRYPTO_LAMBDA_SPARK_CONF"
+
+
+def env_spark_conf(text: str | None = None) -> dict[str, str]:
+    """Spark settings from ``$CRYPTO_LAMBDA_SPARK_CONF``: ``key=value`` entries separated by ``;`` or newlines.
+
+    A deployment has to change settings the local defaults pin (``spark.driver.host`` and
+    ``spark.driver.bindAddress`` are loopback, which executors on a real cluster cannot reach; memory;
+    the Ivy cache) without editing code, and compose/.env files can only pass strings. Only ``spark.*`` keys
+    are accepted, so a typo fails loudly instead of being ignored by Spark.
+    """
+    text = os.environ.get(SPARK_CONF_ENV, "") if text is None else text
+    conf: dict[str, str] = {}
+    for entry in text.replace("\n", ";").split(";"):
+        entry = entry.strip()
+        if not entry:
+            continue
+        key, sep, value = entry.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key.startswith("spark.") or not value:
+            raise ValueError(f"{SPARK_CONF_ENV}: entry {entry!r} is not spark.<key>=<value> "
+                             "(entries are separated by ';' or newlines)")
+        conf[key] = value
+    return conf
+
+
 def spark_conf(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Local defaults, then the environment (SPARK_JARS_PACKAGES, CRYPTO_LAMBDA_SPARK_CONF), then ``extra``:
+    the deployment overrides the laptop defaults, and a caller's explicit settings win over both."""
     conf = dict(LOCAL_SPARK_CONF)
     packages = os.environ.get("SPARK_JARS_PACKAGES")
     if packages:
         conf["spark.jars.packages"] = packages
+    conf.update(env_spark_conf())
     conf.update(extra or {})
     return conf
 
