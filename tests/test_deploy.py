@@ -1,0 +1,282 @@
+"""The docker-compose deployment, checked without a container engine.
+
+CI has no Docker engine, but ``docker-compose config`` parses, interpolates and validates the compose file
+on its own, and Dagster can validate its instance and workspace YAML against its own schemas. So these
+tests catch what would otherwise only fail on ``docker-compose up``: a missing service or healthcheck, a
+port published on every interface, a Kafka connector built for another Spark, a password in the file,
+an instance config that needs an env var compose does not set.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+DEPLOY = ROOT / "deploy"
+PLACEHOLDER_PASSWORD = "only-for-test-deploy"  # never in a file: passed to docker-compose through its env
+EXPECTED_SERVICES = {"kafka", "kafka-init", "postgres", "dagster-code", "dagster-webserver", "dagster-daemon",
+                     "stream-producer", "stream-consumer", "spark-master", "spark-worker"}
+GRPC_SERVICE = "dagster-code"
+
+
+def _docker_compose() -> str:
+    path = shutil.which("docker-compose")
+    if path is None:
+        pytest.fail("docker-compose is not installed, so docker-compose.yml cannot be validated: "
+                    "install it (Debian: `apt-get install docker-compose`; no Docker engine is needed)")
+    return path
+
+
+def _run_compose_config(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``docker-compose config`` with only the env given: no host .env or exported variable leaks in."""
+    empty_env_file = tmp_path / "empty.env"
+    empty_env_file.write_text("")
+    clean_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), **env}
+    return subprocess.run([_docker_compose(), "-f", str(COMPOSE), "--env-file", str(empty_env_file), "config"],
+                          cwd=ROOT, env=clean_env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def compose(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    result = _run_compose_config(tmp_path_factory.mktemp("compose"), POSTGRES_PASSWORD=PLACEHOLDER_PASSWORD)
+    assert result.returncode == 0, f"docker-compose config failed:\n{result.stderr}"
+    return yaml.safe_load(result.stdout)
+
+
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):  # KEY=VALUE list form
+        env = dict(item.split("=", 1) for item in env)
+    return {k: "" if v is None else str(v) for k, v in env.items()}
+
+
+def _command(service: dict[str, Any]) -> list[str]:
+    command = service.get("command") or []
+    return command.split() if isinstance(command, str) else [str(part) for part in command]
+
+
+def test_compose_file_validates_with_all_services(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == EXPECTED_SERVICES
+    # The optional Spark cluster must not start unless asked for.
+    for name in ("spark-master", "spark-worker"):
+        assert compose["services"][name].get("profiles") == ["spark-cluster"]
+    # No `version:` key in the source: Compose v2 warns on it, 1.29 reads the Compose Specification without it.
+    assert "version" not in yaml.safe_load(COMPOSE.read_text())
+
+
+def test_compose_refuses_to_start_without_postgres_password(tmp_path: Path) -> None:
+    result = _run_compose_config(tmp_path)
+    assert result.returncode != 0
+    assert "POSTGRES_PASSWORD" in result.stderr
+
+
+def test_published_ports_bind_loopback_only(compose: dict[str, Any]) -> None:
+    published = {}
+    for name, service in compose["services"].items():
+        for port in service.get("ports") or []:
+            if isinstance(port, dict):  # long syntax (Compose v2 output)
+                host_ip = port.get("host_ip")
+            else:  # "127.0.0.1:3000:3000/tcp" (docker-compose 1.29 output)
+                parts = str(port).split(":")
+                host_ip = parts[0] if len(parts) == 3 else None
+            assert host_ip == "127.0.0.1", f"{name} publishes {port!r} beyond loopback"
+            published.setdefault(name, []).append(port)
+    assert {"dagster-webserver", "kafka", "spark-master"} <= set(published)
+    assert "postgres" not in published  # only the compose network reaches the database
+
+
+def test_every_healthy_dependency_has_a_healthcheck(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, service in services.items():
+        for dep, spec in (service.get("depends_on") or {}).items():
+            assert dep in services, f"{name} depends on unknown service {dep}"
+            if spec.get("condition") == "service_healthy":
+                assert services[dep].get("healthcheck"), f"{name} waits for {dep} to be healthy; it has no check"
+    for name in ("dagster-webserver", "dagster-daemon"):
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert services[name]["depends_on"][GRPC_SERVICE]["condition"] == "service_healthy"
+    for name in ("stream-producer", "stream-consumer"):
+        assert services[name]["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
+    assert services["kafka-init"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+
+
+def test_kafka_is_a_single_kraft_node(compose: dict[str, Any]) -> None:
+    env = _env(compose["services"]["kafka"])
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:9093"
+    assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
+    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"  # a single broker cannot hold more replicas
+    # Kafka parses CLUSTER_ID as a UUID: 22 characters of URL-safe base64 (16 bytes).
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", env["CLUSTER_ID"])
+
+
+def test_producer_and_consumer_use_compose_kafka_and_real_binance(compose: dict[str, Any]) -> None:
+    producer, consumer = compose["services"]["stream-producer"], compose["services"]["stream-consumer"]
+    assert _command(producer)[:3] == ["crypto-lambda", "stream", "produce"]
+    assert _command(consumer)[:3] == ["crypto-lambda", "stream", "consume"]
+    for service in (producer, consumer):
+        assert _env(service)["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+        assert _env(service)["CRYPTO_LAMBDA_HOME"] == "/data/lambda"
+        assert any(str(v).startswith("lake:/data/lambda") for v in service["volumes"])
+    assert _env(producer)["BINANCE_WS_URL"] == "wss://stream.binance.com:9443"
+
+
+def _kafka_package() -> str:
+    """spark-sql-kafka for the installed PySpark: same Spark version, same Scala binary version."""
+    import pyspark
+
+    jars = Path(pyspark.__file__).parent / "jars"
+    scala = {m.group(1) for jar in jars.glob("spark-core_*.jar")
+             if (m := re.match(r"spark-core_(\d+\.\d+)-", jar.name))}
+    assert len(scala) == 1, f"cannot tell PySpark's Scala version from {jars}"
+    return f"org.apache.spark:spark-sql-kafka-0-10_{scala.pop()}:{pyspark.__version__}"
+
+
+def test_consumer_sets_kafka_connector_matching_pyspark(compose: dict[str, Any]) -> None:
+    package = _kafka_package()
+    consumer = compose["services"]["stream-consumer"]
+    assert _env(consumer)["SPARK_JARS_PACKAGES"] == package
+    assert "--format" in _command(consumer) and _command(consumer)[_command(consumer).index("--format") + 1] == "kafka"
+    # The image resolves the same package at build time, so the consumer starts without Maven Central.
+    assert f"ARG SPARK_KAFKA_PACKAGE={package}" in (ROOT / "Dockerfile").read_text()
+
+
+def test_consumer_spark_conf_is_accepted_by_spark_py(compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from crypto_lambda import spark
+
+    for name in ("stream-consumer", GRPC_SERVICE):
+        env = _env(compose["services"][name])
+        monkeypatch.setenv("SPARK_JARS_PACKAGES", env.get("SPARK_JARS_PACKAGES", ""))
+        monkeypatch.setenv(spark.SPARK_CONF_ENV, env[spark.SPARK_CONF_ENV])
+        conf = spark.spark_conf()
+        assert conf["spark.driver.host"] == compose["services"][name]["hostname"]
+        assert conf["spark.driver.bindAddress"] == "0.0.0.0"
+
+
+def _walk(node: Any, path: str = ""):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _walk(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _walk(value, f"{path}[{i}]")
+    else:
+        yield path, node
+
+
+def test_no_plaintext_passwords_in_deployment_files() -> None:
+    raw = yaml.safe_load(COMPOSE.read_text())
+    secret_keys = [(p, v) for p, v in _walk(raw) if re.search(r"PASSWORD|SECRET|TOKEN", p.rsplit(".", 1)[-1], re.I)]
+    assert secret_keys, "expected the Postgres password to be passed somewhere"
+    for path, value in secret_keys:
+        assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", str(value)), f"{path} is {value!r}: must be ${{VAR:?message}}"
+    # Dagster reads its password from the environment, and the example env file leaves it empty.
+    pg = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())["storage"]["postgres"]["postgres_db"]
+    assert pg["password"] == {"env": "DAGSTER_PG_PASSWORD"}
+    example = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    assert example == {"POSTGRES_PASSWORD": ""}
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".env", ".venv", ".lambda_home", ".git"} <= set(ignored)
+
+
+def test_postgres_dagster_yaml_is_a_valid_instance_config(compose: dict[str, Any], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Schema-validate deploy/dagster.yaml as Dagster loads it, then resolve its env-sourced fields with the
+    env compose gives the Dagster containers: a variable compose forgets fails here, not in the daemon."""
+    from dagster._config import convert_potential_field, process_config
+    from dagster._core.instance.config import dagster_instance_config, pg_config
+    from dagster._core.instance.ref import InstanceRef
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+
+    shutil.copy(DEPLOY / "dagster.yaml", tmp_path / "dagster.yaml")
+    config, custom_class = dagster_instance_config(str(tmp_path))
+    assert custom_class is None
+    assert config["telemetry"] == {"enabled": False} and config["nux"] == {"enabled": False}
+    ref = InstanceRef.from_dir(str(tmp_path))
+    assert (ref.storage_data.module_name, ref.storage_data.class_name) == ("dagster_postgres", "DagsterPostgresStorage")
+    assert ref.run_coordinator_data.class_name == "QueuedRunCoordinator"
+
+    for name in (GRPC_SERVICE, "dagster-webserver", "dagster-daemon"):
+        env = _env(compose["services"][name])
+        for key in [k for k in os.environ if k.startswith("DAGSTER_PG_")]:
+            monkeypatch.delenv(key)
+        for key, value in env.items():
+            if key.startswith("DAGSTER_PG_"):
+                monkeypatch.setenv(key, value)
+        storage = process_config(convert_potential_field(pg_config()).config_type, config["storage"]["postgres"])
+        assert storage.success, f"{name}: {storage.errors}"
+        db = storage.value["postgres_db"]
+        assert (db["hostname"], db["port"], db["password"]) == ("postgres", 5432, PLACEHOLDER_PASSWORD)
+        assert db["username"] == _env(compose["services"]["postgres"])["POSTGRES_USER"]
+        assert db["db_name"] == _env(compose["services"]["postgres"])["POSTGRES_DB"]
+    coordinator = process_config(QueuedRunCoordinator.config_type(), config["run_coordinator"]["config"])
+    assert coordinator.success, coordinator.errors
+
+
+def test_deploy_workspace_points_at_the_grpc_service(compose: dict[str, Any]) -> None:
+    from dagster._core.workspace.config_schema import ensure_workspace_config
+
+    path = DEPLOY / "workspace.yaml"
+    workspace = ensure_workspace_config(yaml.safe_load(path.read_text()), str(path))
+    (entry,) = workspace["load_from"]
+    grpc = entry["grpc_server"]
+    assert grpc["host"] == GRPC_SERVICE
+    command = _command(compose["services"][GRPC_SERVICE])
+    assert command[:3] == ["dagster", "api", "grpc"]
+    assert command[command.index("-p") + 1] == str(grpc["port"])
+    assert command[command.index("-m") + 1] == "crypto_assets.definitions"
+    assert command[command.index("-h") + 1] == "0.0.0.0"  # reachable from webserver and daemon
+    location = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["dagster"]["code_location_name"]
+    assert grpc["location_name"] == location == command[command.index("--location-name") + 1]
+    # Webserver and daemon load this workspace (baked into the image by the Dockerfile).
+    for name in ("dagster-webserver", "dagster-daemon"):
+        assert "/opt/dagster/app/workspace.yaml" in _command(compose["services"][name])
+    assert "COPY deploy/workspace.yaml /opt/dagster/app/workspace.yaml" in (ROOT / "Dockerfile").read_text()
+
+
+def test_deploy_extra_pins_dagster_postgres_to_installed_dagster() -> None:
+    """Dagster's libraries are versioned 0.(minor+16).x alongside dagster 1.minor.x."""
+    import dagster
+
+    major, minor = (int(x) for x in dagster.__version__.split(".")[:2])
+    assert major == 1
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extras["deploy"] == [f"dagster-postgres==0.{minor + 16}.*"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.M)
+    assert "openjdk-17-jre-headless" in dockerfile and '[deploy]"' in dockerfile
+
+
+def test_env_spark_conf_parses_and_rejects(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crypto_lambda import spark
+
+    assert spark.env_spark_conf("") == {}
+    assert spark.env_spark_conf("spark.master=spark://m:7077; spark.executor.memory=4g;\nspark.a.b=x=y;") == {
+        "spark.master": "spark://m:7077", "spark.executor.memory": "4g", "spark.a.b": "x=y"}
+    for bad in ("master=local[2]", "spark.master", "spark.master="):
+        with pytest.raises(ValueError, match=spark.SPARK_CONF_ENV):
+            spark.env_spark_conf(bad)
+
+    # Precedence: local defaults < SPARK_JARS_PACKAGES < CRYPTO_LAMBDA_SPARK_CONF < the caller's extra.
+    monkeypatch.setenv("SPARK_JARS_PACKAGES", "g:a:1")
+    monkeypatch.setenv(spark.SPARK_CONF_ENV, "spark.driver.host=h;spark.sql.shuffle.partitions=8")
+    conf = spark.spark_conf({"spark.sql.shuffle.partitions": "2"})
+    assert conf["spark.jars.packages"] == "g:a:1"
+    assert conf["spark.driver.host"] == "h"
+    assert conf["spark.sql.shuffle.partitions"] == "2"
+    assert conf["spark.app.name"] == spark.LOCAL_SPARK_CONF["spark.app.name"]
+    monkeypatch.delenv(spark.SPARK_CONF_ENV)
+    monkeypatch.delenv("SPARK_JARS_PACKAGES")
+    assert spark.spark_conf() == spark.LOCAL_SPARK_CONF
