@@ -219,6 +219,8 @@ def test_postgres_dagster_yaml_is_a_valid_instance_config(compose: dict[str, Any
         assert storage.success, f"{name}: {storage.errors}"
         db = storage.value["postgres_db"]
         assert (db["hostname"], db["port"], db["password"]) == ("postgres", 5432, PLACEHOLDER_PASSWORD)
+        # dagster-postgres installs psycopg2; SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3.
+        assert db["scheme"] == "postgresql+psycopg2"
         assert db["username"] == _env(compose["services"]["postgres"])["POSTGRES_USER"]
         assert db["db_name"] == _env(compose["services"]["postgres"])["POSTGRES_DB"]
     coordinator = process_config(QueuedRunCoordinator.config_type(), config["run_coordinator"]["config"])
