@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from crypto_lambda.cli import batch, demo, exchange, imports, query, stream, web
+from crypto_lambda.cli import batch, demo, exchange, imports, query, stream, up, web
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, imports, batch, exchange, query, stream, web):
+    for module in (demo, imports, batch, exchange, query, stream, web, up):
         module.register(sub)
     return parser
 

@@ -1,0 +1,13 @@
+"""`crypto-lambda up`: one supervisor for the whole stack (replay exchange or Binance, broker, producer, Spark
+streaming consumer, Dagster webserver + daemon, live web page), and its health for `crypto-lambda status`.
+
+``supervisor`` runs and stops the children, ``components`` says what they are, ``health`` reads
+``$CRYPTO_LAMBDA_HOME/stack/state.json`` and probes them, ``procs`` holds the /proc plumbing.
+"""
+
+from crypto_lambda.stack.components import AUTOMATION_ENV, StackOptions, build_components
+from crypto_lambda.stack.health import component_health, format_components
+from crypto_lambda.stack.state import state_path
+
+__all__ = ["AUTOMATION_ENV", "StackOptions", "build_components", "component_health", "format_components",
+           "state_path"]

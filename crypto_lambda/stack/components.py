@@ -1,0 +1,146 @@
+"""What ``crypto-lambda up`` runs: one :class:`ComponentSpec` per child process, in dependency order.
+
+Every component is an ordinary command a user could type (``crypto-lambda replay-exchange``, ``crypto-lambda
+stream broker|produce|consume``, ``dagster-webserver``, ``dagster-daemon run``, ``crypto-lambda web``), so a
+component that misbehaves under the supervisor can be run and debugged alone with the same arguments; the
+supervisor only adds the environment that wires them together (URLs, bootstrap servers, DAGSTER_HOME).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from crypto_lambda.config import Settings
+
+# Read by crypto_assets.schedules/sensors ("on" = RUNNING); not imported from there, to keep dagster out of here.
+AUTOMATION_ENV = "CRYPTO_LAMBDA_AUTOMATION"
+WORKSPACE = Path(__file__).resolve().parent.parent.parent / "workspace.yaml"
+HOST = "127.0.0.1"
+LIVE_API_URL = "https://api.binance.com"
+LIVE_WS_URL = "wss://stream.binance.com:9443"
+
+
+@dataclass
+class StackOptions:
+    """``crypto-lambda up`` options (ports default to each command's own default)."""
+
+    live: bool = False
+    exchange_port: int = 8090
+    broker_port: int = 9092
+    dagster_port: int = 3000
+    web_port: int = 8050
+    dagster: bool = True
+    web: bool | None = None  # None = when the `web` subcommand exists
+    automation: bool = True
+    max_restarts: int = 5
+    ready_timeout: float = 180.0
+    trigger_seconds: float = 5.0
+
+
+@dataclass
+class ComponentSpec:
+    """One child: its command, how to tell it is ready, and how to stop it without losing work.
+
+    ``ready`` is ``("http", url)``, ``("tcp", port)`` or ``("log", text)`` (the text appears in the
+    component's log after this start); ``probe`` is what ``status`` checks later (http/tcp, None = alive).
+    """
+
+    name: str
+    argv: list[str]
+    ready: tuple[str, str | int]
+    probe: tuple[str, str | int] | None = None
+    port: int | None = None
+    url: str | None = None
+    stop_signal: int = signal.SIGTERM
+    stop_timeout: float = 20.0
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def executable(name: str) -> str:
+    """A console script from this interpreter's environment (the venv), else from PATH: the supervisor must
+    run the same installation it was started from."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} not found beside {sys.executable} or on PATH (pip install -e .)")
+    return found
+
+
+def web_available() -> bool:
+    """True when this installation has the ``crypto-lambda web`` subcommand (the live candles page)."""
+    import argparse
+
+    from crypto_lambda.cli import build_parser
+
+    return any(isinstance(action, argparse._SubParsersAction) and "web" in action.choices
+               for action in build_parser()._actions)
+
+
+def base_env(settings: Settings, options: StackOptions, stack_id: str) -> dict[str, str]:
+    """Environment shared by every child: one home, one Dagster instance, one exchange, one broker."""
+    from crypto_lambda.stack.procs import STACK_ID_ENV
+
+    api_url = os.environ.get("BINANCE_API_URL", LIVE_API_URL) if options.live else \
+        f"http://{HOST}:{options.exchange_port}"
+    ws_url = os.environ.get("BINANCE_WS_URL", LIVE_WS_URL) if options.live else f"ws://{HOST}:{options.exchange_port}"
+    return {
+        **os.environ,
+        "CRYPTO_LAMBDA_HOME": str(settings.home),
+        "DAGSTER_HOME": str(settings.dagster_home),
+        "BINANCE_API_URL": api_url,
+        "BINANCE_WS_URL": ws_url,
+        "KAFKA_BOOTSTRAP_SERVERS": f"{HOST}:{options.broker_port}",
+        AUTOMATION_ENV: "on" if options.automation else "off",
+        STACK_ID_ENV: stack_id,
+        "PYTHONUNBUFFERED": "1",
+        "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", HOST),
+    }
+
+
+def build_components(options: StackOptions) -> list[ComponentSpec]:
+    """The stack in start order; stop order is the reverse."""
+    cl = executable("crypto-lambda")
+    specs: list[ComponentSpec] = []
+    if not options.live:
+        url = f"http://{HOST}:{options.exchange_port}"
+        specs.append(ComponentSpec(
+            "exchange", [cl, "replay-exchange", "--host", HOST, "--port", str(options.exchange_port),
+                         "--shift-to-today"],
+            ready=("http", f"{url}/api/v3/ping"), probe=("http", f"{url}/api/v3/ping"),
+            port=options.exchange_port, url=url))
+    specs.append(ComponentSpec(
+        "broker", [cl, "stream", "broker", "--port", str(options.broker_port)],
+        ready=("log", "KAFKA_BOOTSTRAP_SERVERS="),  # printed once tansu serves metadata and topics exist
+        probe=("tcp", options.broker_port), port=options.broker_port, url=f"{HOST}:{options.broker_port}"))
+    specs.append(ComponentSpec(
+        "producer", [cl, "stream", "produce", "--stats-seconds", "30"],
+        ready=("log", "producing "), stop_timeout=20.0))
+    specs.append(ComponentSpec(
+        # SIGTERM to the Python process only: the consumer sets a stop flag and ends between micro-batches; the
+        # Spark JVM (same group) must not get it, or it would die mid-batch. (SIGINT would also do since the
+        # consumer replaces PySpark's handler, but SIGTERM never meets PySpark's cancel-all-jobs handler.)
+        "consumer", [cl, "stream", "consume", "--trigger-seconds", str(options.trigger_seconds)],
+        ready=("log", "speed layer reading"), stop_timeout=90.0))
+    if options.dagster:
+        url = f"http://{HOST}:{options.dagster_port}"
+        specs.append(ComponentSpec(
+            "dagster-webserver", [executable("dagster-webserver"), "-h", HOST, "-p", str(options.dagster_port),
+                                  "-w", str(WORKSPACE)],
+            ready=("http", f"{url}/server_info"), probe=("http", f"{url}/server_info"),
+            port=options.dagster_port, url=url, stop_signal=signal.SIGINT, stop_timeout=30.0))
+        specs.append(ComponentSpec(
+            "dagster-daemon", [executable("dagster-daemon"), "run", "-w", str(WORKSPACE)],
+            ready=("log", "configured with the following daemons"), stop_signal=signal.SIGINT, stop_timeout=30.0))
+    if options.web if options.web is not None else web_available():
+        url = f"http://{HOST}:{options.web_port}"
+        specs.append(ComponentSpec(
+            "web", [cl, "web", "--host", HOST, "--port", str(options.web_port)],
+            ready=("http", f"{url}/healthz"), probe=("http", f"{url}/healthz"), port=options.web_port, url=url))
+    return specs

@@ -1,0 +1,137 @@
+"""Process plumbing for the stack supervisor: probes, process groups and the env-marker orphan sweep.
+
+Linux-only on purpose (``/proc``): the project targets Linux dev boxes and CI, and reading ``/proc`` avoids a
+psutil dependency. Every child of ``crypto-lambda up`` carries ``CRYPTO_LAMBDA_STACK_ID`` and
+``CRYPTO_LAMBDA_STACK_COMPONENT`` in its environment, and so does everything *it* starts (tansu in its own
+session, the Spark JVM, Dagster's code servers and run workers): environment inheritance is the one lineage
+that survives ``setsid`` and re-parenting to init, so the sweep finds processes a process-group kill misses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+STACK_ID_ENV = "CRYPTO_LAMBDA_STACK_ID"
+COMPONENT_ENV = "CRYPTO_LAMBDA_STACK_COMPONENT"
+PR_SET_PDEATHSIG = 1
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat), or None if it is
+    gone or a zombie. Stored beside each pid so a recycled pid is never mistaken for our child."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = raw[raw.rindex(")") + 2:].split()  # the command name may contain spaces and parentheses
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def pid_alive(pid: int | None, ticks: int | None = None) -> bool:
+    """True while ``pid`` runs (not a zombie) and, if ``ticks`` is given, is still the same process."""
+    if not pid:
+        return False
+    current = start_ticks(pid)
+    return current is not None and (ticks is None or current == ticks)
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of one process in MiB (VmRSS), None if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return None
+
+
+def _environ(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return {}
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
+def marked_pids(stack_id: str, component: str | None = None) -> list[int]:
+    """Live processes started (directly or not) by the stack ``stack_id`` (optionally one component)."""
+    found = []
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        env = _environ(int(entry.name))
+        if env.get(STACK_ID_ENV) == stack_id and (component is None or env.get(COMPONENT_ENV) == component):
+            if start_ticks(int(entry.name)) is not None:
+                found.append(int(entry.name))
+    return sorted(found)
+
+
+def signal_pid(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def kill_marked(stack_id: str, component: str | None = None, grace: float = 3.0) -> list[int]:
+    """SIGTERM, then SIGKILL after ``grace`` seconds, every process still marked with the stack (component);
+    returns the pids found. The last line of defence after the orderly stop."""
+    pids = marked_pids(stack_id, component)
+    for pid in pids:
+        signal_pid(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
+        time.sleep(0.1)
+    for pid in pids:
+        if pid_alive(pid):
+            signal_pid(pid, signal.SIGKILL)
+    return pids
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for children: SIGTERM them if the supervisor dies (even by SIGKILL), so a crashed
+    supervisor leaves no orphans; the consumer then still stops between micro-batches."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """True on an HTTP 2xx answer; any error (refused, timeout, 5xx) means not (yet) serving."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback URLs we built
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
