@@ -59,9 +59,12 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     settings = load_settings()
     from crypto_assets.status import collect_status, format_status
+    from crypto_lambda.stack.health import component_health, format_components
 
     status = collect_status(settings, _instance(settings))
-    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    status["components"] = component_health(settings)  # the `make up` stack, if one runs on this home
+    print(json.dumps(status, indent=2) if args.json else
+          format_status(status) + "\n\n" + format_components(status["components"]))
     return 0
 
 
@@ -79,6 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("status", help="coverage, missing days, last materializations and check results",
                        description="Per symbol: first and last day, missing days, last materialization of each "
-                       "asset and the latest asset check results.")
+                       "asset and the latest asset check results; and the health of each `crypto-lambda up` "
+                       "component (pid alive, port answering, restarts, log) under \"components\".")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
