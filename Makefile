@@ -27,5 +27,10 @@ lint: venv
 bench: venv
 	$(BIN)/python bench/run_all.py
 
+# The whole stack under one supervisor until Ctrl-C: replay exchange, broker, producer, Spark streaming consumer,
+# Dagster webserver (127.0.0.1:3000) + daemon, live web page. Options: $(BIN)/crypto-lambda up --help.
+up: venv
+	$(BIN)/crypto-lambda up
+
 clean:
 	rm -rf .lambda_home .pytest_cache .ruff_cache
