@@ -160,8 +160,11 @@ def test_consumer_spark_conf_is_accepted_by_spark_py(compose: dict[str, Any], mo
         monkeypatch.setenv("SPARK_JARS_PACKAGES", env.get("SPARK_JARS_PACKAGES", ""))
         monkeypatch.setenv(spark.SPARK_CONF_ENV, env[spark.SPARK_CONF_ENV])
         conf = spark.spark_conf()
+        # Executors on spark://spark-master:7077 connect back to the driver by this name.
         assert conf["spark.driver.host"] == compose["services"][name]["hostname"]
         assert conf["spark.driver.bindAddress"] == "0.0.0.0"
+        if name == "stream-consumer":
+            assert conf["spark.jars.packages"] == _kafka_package()
 
 
 def _walk(node: Any, path: str = ""):
