@@ -4,6 +4,8 @@ CRYPTO_LAMBDA_HOME so nothing leaks between tests or into the working tree."""
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,50 @@ def shared_data_or_skip() -> Path:
 
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+# -- headless Chromium (live page and Dagster UI checks) -----------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def chromium_path() -> str:
+    """Debian's chromium (or $CHROMIUM). Missing is a FAILURE, not a skip: CI installs it (.ci/run)."""
+    wanted = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    found = shutil.which(wanted) or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.fail(f"headless Chromium not found at {wanted} (nor 'chromium' on PATH): install Debian's package "
+                    "(apt-get install chromium) or set CHROMIUM=/path/to/chromium", pytrace=False)
+    return found
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """A headless Chromium driven by Playwright's Python client. Playwright's own browser download is not
+    used (no internet): it drives the system chromium through ``executable_path``. Module scope keeps the
+    sync API's event loop from outliving the tests that need it."""
+    path = chromium_path()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the 'playwright' Python package is missing: pip install -e '.[dev]'", pytrace=False)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=path, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """Screenshots kept after the run: $CRYPTO_LAMBDA_ARTIFACTS, else ``artifacts/`` in the repo (gitignored)."""
+    folder = Path(os.environ.get("CRYPTO_LAMBDA_ARTIFACTS") or REPO / "artifacts").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -123,10 +123,11 @@ function svg(tag, attrs) {
   return node;
 }
 
-function chart(bars) {
-  const W = 900, H = 280, L = 8, R = 70, T = 8, B = 22, VOL = 44;
-  const root = svg("svg", {class: "chart", viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none",
-                           role: "img", "aria-label": "1-minute candles"});
+function chart(bars, width) {
+  // The viewBox is the box's pixel size, so labels are never stretched.
+  const W = Math.max(320, Math.round(width || 900)), H = 280, L = 8, R = 70, T = 8, B = 22, VOL = 44;
+  const root = svg("svg", {class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img",
+                           "aria-label": "1-minute candles"});
   if (!bars.length) return root;
   const lo = Math.min(...bars.map(b => b.l)), hi = Math.max(...bars.map(b => b.h));
   const span = (hi - lo) || Math.abs(hi) * 1e-6 || 1;
@@ -169,7 +170,7 @@ function render(symbol) {
   const {data} = state[symbol];
   const s = document.getElementById(`sym-${symbol}`);
   const box = s.querySelector(".chart-box");
-  box.replaceChildren(data.bars.length ? chart(data.bars)
+  box.replaceChildren(data.bars.length ? chart(data.bars, box.clientWidth)
                                        : el("div", {class: "empty"}, "no committed 1-minute bars yet"));
   const latest = document.getElementById(`latest-${symbol}`), b = data.latest;
   setCell(latest, "time", b ? utc(b.t) : "–", b ? b.t : null);
