@@ -119,12 +119,13 @@ def load_settings() -> Settings:
 
 
 def ensure_dagster_home(settings: Settings) -> Path:
-    """Point DAGSTER_HOME into the state directory (unless set) and give it the project's dagster.yaml."""
+    """Point DAGSTER_HOME into the state directory (unless set) and give it the project's dagster.yaml if it has
+    none: an existing instance config (e.g. the Postgres one in deploy/) is the operator's and is kept."""
     path = settings.dagster_home
     path.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(path)
     target = path / "dagster.yaml"
     source = Path(__file__).resolve().parent.parent / "dagster.yaml"
-    if source.exists() and (not target.exists() or target.read_text() != source.read_text()):
+    if source.exists() and not target.exists():
         target.write_text(source.read_text())
     return path
