@@ -1,89 +1,266 @@
-"""`make demo`: the batch layer end to end on REAL recorded Binance data, through Dagster.
+"""`make demo`: the whole Lambda loop on REAL recorded Binance data, bounded, then a summary.
 
-1. Start the replay exchange, time-shifted so the recording's last day is today.
-2. Import the first half of the recorded minutes from the shipped freqtrade files (shifted the same way).
-3. Backfill every day of the 90-day minute window x 2 symbols through Dagster: imported days come from the
-   staging area, the rest from the exchange's REST API; older history from its 1d klines.
-4. Print a summary (rows per asset, sources, missing days, check results, elapsed) and stop the exchange.
+1. Batch: start the replay exchange (recording shifted so its last day is today), import the first half of
+   the recorded minutes from the shipped freqtrade files, backfill every day of the minute window x 2 symbols
+   through Dagster (the rest from the exchange's REST API; older history from its 1d klines).
+2. Speed: start the embedded broker, the producer (Binance WebSocket protocol from the replay exchange ->
+   Kafka) and the Spark streaming consumer (continuous, 5 s trigger); replay today's recorded minutes so far,
+   compressed into about ``stream_seconds``; stop once the consumer has caught up.
+3. Serving: the speed-output sensor's tick -> speed_daily runs -> serving_job (batch wins, speed for today).
+4. Forecasts: forecast_job on serving_daily for every symbol (full rolling-origin CV), with its checks.
+5. Summary: rows per layer, the sources of the last 7 days, check results, forecast table, chart paths, phase
+   timings. Everything started here is stopped before returning; exit code 0 only if every layer delivered.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import pandas as pd
 
 from crypto_lambda import lake as lk
 from crypto_lambda.config import Settings, ensure_dagster_home, load_settings, save_settings
-from crypto_lambda.timeutil import DAY_MS, yesterday_utc
+from crypto_lambda.timeutil import DAY_MS, MINUTE_MS, day_start_ms, now_ms, today_utc, yesterday_utc
 
 log = logging.getLogger("crypto_lambda.demo")
 SAMPLE_1M = Path(__file__).resolve().parent / "sample" / "klines_1m"
+TRADES_PER_MINUTE = 20  # synthetic trades per recorded minute: consistent with its OHLCV (see replay_ws)
 
 
-def _count_rows(folder: Path) -> int:
-    import pyarrow.parquet as pq
+@dataclass
+class DemoState:
+    settings: Settings | None = None
+    phases: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, object] = field(default_factory=dict)
+    ok: dict[str, bool] = field(default_factory=dict)
 
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in folder.rglob("*.parquet")) if folder.is_dir() else 0
+
+class _Phase:
+    """Times a phase and logs its start/end, so a long demo shows progress."""
+
+    def __init__(self, state: DemoState, name: str) -> None:
+        self.state, self.name = state, name
+
+    def __enter__(self) -> None:
+        self.started = time.monotonic()
+        log.info("=== %s ===", self.name)
+
+    def __exit__(self, *exc: object) -> None:
+        self.state.phases[self.name] = time.monotonic() - self.started
+        log.info("=== %s done in %.1f s ===", self.name, self.state.phases[self.name])
 
 
-def run_demo(days: int = 90) -> int:
-    started = time.monotonic()
+def run_demo(days: int = 90, stream_seconds: float = 60.0, forecasts: bool = True) -> int:
     from crypto_lambda.exchange.recording import Recording
     from crypto_lambda.exchange.replay import ReplayKnobs, ReplayServer
 
+    started = time.monotonic()
+    state = DemoState()
     recording = Recording.from_sample(shift_to_today=True)
-    shift_days = recording.shift_ms // DAY_MS
     last = yesterday_utc()
     first = last - dt.timedelta(days=days - 1)
     with ReplayServer(recording, ReplayKnobs()) as server:
         os.environ["BINANCE_API_URL"] = server.url
         os.environ.setdefault("CRYPTO_LAMBDA_MINUTE_START", first.isoformat())
-        settings = load_settings()
+        settings = state.settings = load_settings()
         save_settings(settings)
-        log.info("replay exchange at %s (recording shifted by %d days); state in %s", server.url, shift_days,
-                 settings.home)
-
-        from crypto_lambda.imports import import_paths
-
-        half = first + dt.timedelta(days=days // 2 - 1)
-        summary = import_paths([SAMPLE_1M], settings, shift_days=shift_days, start=first, end=half)
-        log.info("imported %d rows (%d quarantined) for %s..%s", summary.rows_good, summary.rows_quarantined,
-                 first, half)
-
+        log.info("replay exchange at %s (recording shifted by %d days); state in %s", server.url,
+                 recording.shift_ms // DAY_MS, settings.home)
         import dagster as dg
 
-        from crypto_assets.backfill import run_backfill
         from crypto_assets.definitions import build_defs
-        from crypto_assets.status import collect_status
 
         ensure_dagster_home(settings)
         instance = dg.DagsterInstance.get()
-        outcome = run_backfill(build_defs(settings), settings, instance, first=first, last=last)
+        defs = build_defs(settings)
+        with _Phase(state, "batch: import + backfill"):
+            _batch(state, defs, instance, recording, first, last, days)
+        with _Phase(state, "speed: replayed live stream"):
+            _stream(state, recording, stream_seconds)
+        with _Phase(state, "serving: sensor -> speed_daily -> serving_daily"):
+            _serving(state, defs, instance)
+        if forecasts:
+            with _Phase(state, "forecasts"):
+                _forecasts(state, defs, instance)
+        from crypto_assets.status import collect_status
+
         status = collect_status(settings, instance)
-    elapsed = time.monotonic() - started
-    print(_summary(settings, outcome, status, elapsed))
-    ok = outcome.success and status["healthy"]
+    state.phases["total"] = time.monotonic() - started
+    print(summary(state, status))
+    ok = all(state.ok.values()) and status["healthy"]
     return 0 if ok else 1
 
 
-def _summary(settings: Settings, outcome, status: dict, elapsed: float) -> str:
+def _batch(state: DemoState, defs, instance, recording, first: dt.date, last: dt.date, days: int) -> None:
+    from crypto_assets.backfill import run_backfill
+    from crypto_lambda.imports import import_paths
+
+    settings = state.settings
+    half = first + dt.timedelta(days=days // 2 - 1)
+    imported = import_paths([SAMPLE_1M], settings, shift_days=recording.shift_ms // DAY_MS, start=first, end=half)
+    log.info("imported %d rows (%d quarantined) for %s..%s", imported.rows_good, imported.rows_quarantined,
+             first, half)
+    outcome = run_backfill(defs, settings, instance, first=first, last=last)
+    state.notes["batch_runs"] = f"{len(outcome.runs)} ({outcome.partitions} daily x symbol partitions)"
+    state.ok["batch"] = outcome.success
+
+
+def stream_window(now_ms: int) -> tuple[int, int]:
+    """Today's recorded minutes so far (at least the last hour, so a run just after midnight still streams)."""
+    end = now_ms // MINUTE_MS * MINUTE_MS
+    return min(day_start_ms(today_utc()), end - 60 * MINUTE_MS), end
+
+
+def _stream(state: DemoState, recording, stream_seconds: float) -> None:
+    from streaming_service import consumer
+    from streaming_service.broker import EmbeddedBroker
+    from streaming_service.harness import ReplayRun
+    from streaming_service.speed_lake import read_speed_bars
+    from streaming_service.topics import SpeedPaths, Topics
+
+    settings = state.settings
+    paths = SpeedPaths.of(settings)
+    topics = Topics.with_prefix()
+    start, end = stream_window(now_ms())
+    minutes = (end - start) // MINUTE_MS
+    speed = max(1.0, minutes * 60 / stream_seconds)
+    (settings.home / "logs").mkdir(parents=True, exist_ok=True)
+    with EmbeddedBroker(log_path=settings.home / "logs" / "demo-broker.log") as broker:
+        broker.create_topics(topics.all(), partitions=2)
+        config = consumer.ConsumerConfig(bootstrap=broker.bootstrap, paths=paths, topics=topics, trigger_seconds=5)
+        stop = threading.Event()
+        failure: list[BaseException] = []
+
+        def consume() -> None:
+            try:
+                consumer.run(config, stop=stop)
+            except BaseException as exc:  # surfaced by the main thread
+                failure.append(exc)
+
+        thread = threading.Thread(target=consume, name="demo-consumer", daemon=True)
+        thread.start()
+        log.info("streaming %d recorded minutes x %d symbols at %.0fx (about %.0f s) through %s", minutes,
+                 len(settings.symbols), speed, minutes * 60 / speed, broker.bootstrap)
+        with ReplayRun(recording, broker.bootstrap, topics, paths.spill, start, end, speed=speed,
+                       symbols=settings.symbols, trades_per_minute=TRADES_PER_MINUTE) as replay:
+            replay.wait_until_done(timeout=stream_seconds * 3 + 120)
+            stats = replay.producer.publisher.stats
+            state.notes["messages"] = stats.acked
+        # The watermark (2 minutes) holds back the newest minutes; the provisional bar already has them.
+        wanted = pd.Timestamp(end - 4 * MINUTE_MS, unit="ms", tz="UTC")
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not failure:
+            bars = read_speed_bars(settings)
+            newest = bars.groupby("symbol")["open_time"].max() if len(bars) else pd.Series(dtype=object)
+            if len(newest) == len(settings.symbols) and (newest >= wanted).all():
+                break
+            time.sleep(2)
+        stop.set()
+        thread.join(timeout=120)
+    if failure:
+        raise RuntimeError(f"streaming consumer failed: {failure[0]}") from failure[0]
+    bars = read_speed_bars(settings)
+    state.notes["speed_bars"] = len(bars)
+    state.notes["stream_window"] = (f"{pd.Timestamp(start, unit='ms', tz='UTC'):%Y-%m-%d %H:%M}.."
+                                    f"{pd.Timestamp(end, unit='ms', tz='UTC'):%H:%M} UTC, {minutes} minutes")
+    state.ok["speed"] = len(bars) > 0 and not thread.is_alive()
+
+
+def _serving(state: DemoState, defs, instance) -> None:
+    import dagster as dg
+
+    from crypto_assets.jobs import SERVING_JOB, SPEED_JOB
+    from crypto_assets.partitions import symbol_range_tags
+
+    sensor = defs.resolve_sensor_def("speed_output_sensor")
+    tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    job = defs.resolve_job_def(SPEED_JOB)
+    keys = [r.partition_key for r in tick.run_requests]
+    log.info("speed_output_sensor requested %d speed_daily partitions: %s", len(keys), keys)
+    speed_ok = all(job.execute_in_process(instance=instance, partition_key=k).success for k in keys)
+    result = defs.resolve_job_def(SERVING_JOB).execute_in_process(
+        instance=instance, tags=symbol_range_tags(state.settings.symbols), raise_on_error=False)
+    state.notes["sensor_requests"] = len(keys)
+    state.ok["serving"] = bool(keys) and speed_ok and result.success
+
+
+def _forecasts(state: DemoState, defs, instance) -> None:
+    from crypto_assets.assets.forecast.assets import FORECAST_JOB
+    from crypto_assets.partitions import symbol_range_tags
+
+    result = defs.resolve_job_def(FORECAST_JOB).execute_in_process(
+        instance=instance, tags=symbol_range_tags(state.settings.symbols), raise_on_error=False)
+    state.ok["forecasts"] = result.success
+
+
+def _count_rows(folder: Path) -> int:
     import pyarrow.parquet as pq
 
-    from crypto_assets.status import format_status
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in folder.rglob("*.parquet")
+               if "_spark_metadata" not in f.parts) if folder.is_dir() else 0
 
-    raw_sources: dict[str, int] = {}
-    for f in (settings.lake / lk.RAW_KLINES).rglob("*.parquet"):
-        for src, n in pq.read_table(f, columns=["source"]).to_pandas()["source"].value_counts().items():
-            raw_sources[src] = raw_sources.get(src, 0) + int(n)
-    lines = ["", "=== crypto-lambda demo: batch layer ===",
+
+def _last_days(settings: Settings, symbol: str, n: int = 7) -> list[str]:
+    from crypto_assets.assets.serving.daily import read_serving
+
+    served = read_serving(settings, symbol)
+    if served is None:
+        return ["  (no serving_daily yet)"]
+    rows = served.sort_values("date").tail(n)
+    return [f"  {r.date}  {r.source:<12} close {r.close:>12,.2f}{'  provisional' if r.is_provisional else ''}"
+            for r in rows.itertuples()]
+
+
+def _forecast_lines(settings: Settings) -> list[str]:
+    lines = [f"  {'symbol':<9} {'champion':<28} {'MAPE 1-30':>9} {'naive':>7} {'seeds':>7} {'cov80':>6}"]
+    charts = []
+    for symbol in settings.symbols:
+        pointer = settings.home / "forecasts" / "latest" / f"{symbol}.json"
+        if not pointer.exists():
+            lines.append(f"  {symbol:<9} (no forecast)")
+            continue
+        info = json.loads(pointer.read_text())
+        fig = info["figures"]
+        champ = fig[info["champion"]]
+        naive = fig.get("naive", {}).get("mean_mape", float("nan"))
+        seeds = fig.get("prophet_seeds", {}).get("mean_mape", float("nan"))
+        lines.append(f"  {symbol:<9} {info['champion']:<28} {champ['mean_mape']:>8.2f}% {naive:>6.2f}% "
+                     f"{seeds:>6.2f}% {champ['coverage80']:>5.1f}%")
+        charts += [f"  {symbol}: {info['files']['chart_html']}", f"  {symbol}: {info['files']['chart_png']}"]
+    return lines + ["", "charts:", *charts]
+
+
+def summary(state: DemoState, status: dict) -> str:
+    from crypto_assets.status import format_status
+    from streaming_service.topics import SpeedPaths
+
+    settings = state.settings
+    rows = [(name, _count_rows(settings.lake / name)) for name in
+            (lk.RAW_KLINES, lk.DAILY_OHLCV, lk.DAILY_HISTORY, lk.DAILY_FILLED)]
+    rows += [("speed 1m bars", int(state.notes.get("speed_bars", 0))),
+             (lk.SPEED_DAILY, _count_rows(settings.lake / lk.SPEED_DAILY)),
+             (lk.SERVING_DAILY, _count_rows(settings.lake / lk.SERVING_DAILY))]
+    quarantined = _count_rows(SpeedPaths.of(settings).quarantine)
+    lines = ["", "=== crypto-lambda demo: batch + speed + serving + forecasts ===",
              f"state directory     {settings.home}",
-             f"dagster runs        {len(outcome.runs)} ({outcome.partitions} daily x symbol partitions)",
-             f"raw_klines_1m       {_count_rows(settings.lake / lk.RAW_KLINES):>9,} rows  by source {raw_sources}",
-             f"daily_ohlcv         {_count_rows(settings.lake / lk.DAILY_OHLCV):>9,} bars",
-             f"daily_history_1d    {_count_rows(settings.lake / lk.DAILY_HISTORY):>9,} bars (exchange 1d klines)",
-             f"daily_filled        {_count_rows(settings.lake / lk.DAILY_FILLED):>9,} days",
-             "", format_status(status), "", f"elapsed             {elapsed:.1f} s"]
+             f"dagster batch runs  {state.notes.get('batch_runs', '-')}",
+             f"stream              {state.notes.get('stream_window', '-')}, "
+             f"{state.notes.get('messages', 0):,} Kafka messages, {quarantined} quarantined",
+             f"sensor              {state.notes.get('sensor_requests', 0)} speed_daily partitions requested", "",
+             "rows per layer:", *[f"  {name:<18} {n:>10,}" for name, n in rows], ""]
+    for symbol in settings.symbols:
+        lines += [f"{symbol}, last 7 days of serving_daily (batch wins, speed for today):",
+                  *_last_days(settings, symbol), ""]
+    lines += ["forecasts (rolling-origin CV, mean MAPE over 1-30 days, 80 % interval coverage):",
+              *_forecast_lines(settings), "", format_status(status), "", "elapsed:"]
+    lines += [f"  {name:<48} {seconds:>7.1f} s" for name, seconds in state.phases.items()]
+    failed = [layer for layer, ok in state.ok.items() if not ok]
+    lines.append("layers failed: " + ", ".join(failed) if failed else "every layer delivered")
     return "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 from crypto_lambda.cli import batch, demo, exchange, imports, query, stream, up, web
@@ -27,8 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("alembic", "py4j", "urllib3"):
+    for noisy in ("alembic", "py4j", "urllib3", "prophet", "cmdstanpy"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Dagster flags the beta APIs we chose deliberately (backfill policies, partition mappings) on every load.
+    warnings.filterwarnings("ignore", message=r".*is currently in beta")
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as exc:
