@@ -33,6 +33,8 @@ from crypto_lambda.stack.state import logs_dir, now_iso, read_state, state_path,
 log = logging.getLogger("crypto_lambda.stack")
 
 BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0)
+# SIGHUP too: a closed terminal should stop the stack in order, not leave each child to its death signal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class StartupError(RuntimeError):
@@ -85,7 +87,7 @@ class Supervisor:
         self._refuse_second_stack()
         self._check_ports()
         ensure_dagster_home(self.settings)  # dagster.yaml into the instance the children share
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             signal.signal(sig, self._on_signal)
         code = 0
         began = time.monotonic()
@@ -261,7 +263,7 @@ class Supervisor:
         """Stop in reverse start order; signals are ignored meanwhile so a second Ctrl-C cannot cut it short."""
         self.status = "stopping"
         self._write()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
         for child in reversed(self.children):
             try:

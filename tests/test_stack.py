@@ -1,0 +1,204 @@
+"""`crypto-lambda up` end to end with real processes: every component healthy, Dagster answering with its
+sensors on, Parquet bars from the stream, a SIGKILLed producer restarted, then SIGTERM stops everything in
+order with exit code 0, no process left behind and every checkpointed micro-batch committed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crypto_lambda.config import Settings
+from crypto_lambda.stack import procs
+from crypto_lambda.stack.health import component_health
+from crypto_lambda.stack.state import read_state, state_path
+from crypto_lambda.timeutil import today_utc
+from streaming_service.speed_lake import committed_files
+from streaming_service.topics import SpeedPaths
+
+pytestmark = pytest.mark.timeout(420)
+BIN = Path(sys.executable).parent
+SENSORS_QUERY = """{ sensorsOrError(repositorySelector: {repositoryName: "__repository__",
+  repositoryLocationName: "crypto_lambda"}) {
+    __typename ... on Sensors { results { name sensorState { status } } } } }"""
+
+
+def _free_ports(count: int) -> list[int]:
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def _wait(what: str, check: Callable[[], Any], timeout: float, proc: subprocess.Popen, log: Path) -> Any:
+    """Poll ``check`` until truthy; fail early (with the supervisor's output) if the supervisor exits."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        value = check()
+        if value:
+            print(f"{what}: {time.monotonic() - began:.1f} s")
+            return value
+        if proc.poll() is not None:
+            pytest.fail(f"supervisor exited ({proc.returncode}) while waiting for {what}:\n{log.read_text()[-3000:]}")
+        time.sleep(1.0)
+    pytest.fail(f"{what} not reached after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def _cmdline_mentions(text: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmd and procs.pid_alive(int(entry.name)):
+                found.append(f"{entry.name}: {cmd[:200]}")
+    return found
+
+
+@pytest.fixture()
+def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    home = tmp_path / "home"
+    exchange, broker, dagster, web = _free_ports(4)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("KAFKA_", "BINANCE_", "DAGSTER_", "CRYPTO_LAMBDA_", "REPLAY_WS_"))}
+    env.update(CRYPTO_LAMBDA_HOME=str(home), CRYPTO_LAMBDA_SYMBOLS="BTCUSDT,ETHUSDT",
+               CRYPTO_LAMBDA_START=str(today_utc().replace(day=1)), CRYPTO_LAMBDA_MINUTE_START=str(today_utc()),
+               REPLAY_WS_SPEED="30")  # half a recorded minute per wall second: bars within seconds
+    out = tmp_path / "up.log"
+    argv = [str(BIN / "crypto-lambda"), "up", "--exchange-port", str(exchange), "--broker-port", str(broker),
+            "--dagster-port", str(dagster), "--web-port", str(web), "--max-restarts", "2"]
+    began = time.monotonic()
+    with open(out, "wb") as handle:
+        proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    info = {"proc": proc, "home": home, "log": out, "dagster": dagster, "began": began,
+            "settings": Settings(home=home)}
+    try:
+        yield info
+    finally:
+        if proc.poll() is None:  # a failed assertion must not leave a stack behind
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(150)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        state = read_state(state_path(Settings(home=home)))
+        if state:
+            procs.kill_marked(state["stack_id"], grace=2.0)
+
+
+def test_up_runs_restarts_and_stops_the_whole_stack(stack: dict[str, Any]) -> None:
+    proc, home, log, settings = stack["proc"], stack["home"], stack["log"], stack["settings"]
+
+    def all_healthy() -> dict[str, Any] | None:
+        health = component_health(settings)
+        return health if health["healthy"] else None
+
+    health = _wait("all components healthy", all_healthy, 200, proc, log)
+    print(f"stack up after {time.monotonic() - stack['began']:.1f} s; RSS MiB: "
+          + ", ".join(f"{n}={c['rss_mb']}" for n, c in health["components"].items()))
+    expected = {"exchange", "broker", "producer", "consumer", "dagster-webserver", "dagster-daemon"}
+    assert expected <= set(health["components"])
+
+    # The CLI reports the same through `status --json`.
+    status = subprocess.run([str(BIN / "crypto-lambda"), "status", "--json"], capture_output=True, text=True,
+                            env={**os.environ, "CRYPTO_LAMBDA_HOME": str(home)}, timeout=120, check=True)
+    components = json.loads(status.stdout)["components"]
+    assert components["running"] and components["healthy"], components
+    assert all(c["alive"] and c["restarts"] == 0 for c in components["components"].values())
+
+    # Dagster answers on its port, with the sensors turned on by CRYPTO_LAMBDA_AUTOMATION.
+    url = f"http://127.0.0.1:{stack['dagster']}"
+    with urllib.request.urlopen(f"{url}/server_info", timeout=10) as response:
+        assert response.status == 200
+    request = urllib.request.Request(f"{url}/graphql", data=json.dumps({"query": SENSORS_QUERY}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        sensors = json.loads(response.read())["data"]["sensorsOrError"]
+    states = {s["name"]: s["sensorState"]["status"] for s in sensors["results"]}
+    assert states.items() >= {"speed_output_sensor": "RUNNING", "gap_repair_sensor": "RUNNING"}.items(), sensors
+
+    # The stream reaches the lake: committed Parquet minute bars.
+    bars = SpeedPaths.of(settings).bars
+    files = _wait("first committed Parquet bars", lambda: committed_files(bars), 150, proc, log)
+    assert all(f.suffix == ".parquet" and f.exists() for f in files)
+
+    # A child killed with SIGKILL comes back.
+    state = read_state(state_path(settings))
+    producer = next(c for c in state["components"] if c["name"] == "producer")
+    os.kill(producer["pid"], signal.SIGKILL)
+
+    def producer_back() -> bool:
+        comp = component_health(settings)["components"]["producer"]
+        return comp["restarts"] == 1 and comp["healthy"] and comp["pid"] != producer["pid"]
+
+    _wait("producer restarted", producer_back, 60, proc, log)
+
+    # SIGTERM: ordered stop, exit 0, nothing left.
+    state = read_state(state_path(settings))
+    pids = [c["pid"] for c in state["components"] if c["pid"]] + [state["supervisor_pid"]]
+    stopping = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(150) == 0, log.read_text()[-3000:]
+    print(f"stopped in {time.monotonic() - stopping:.1f} s")
+    assert not [p for p in pids if procs.pid_alive(p)]
+    assert not procs.marked_pids(state["stack_id"])
+    assert not _cmdline_mentions(str(home)), _cmdline_mentions(str(home))
+    final = read_state(state_path(settings))
+    assert final["status"] == "stopped"
+    assert not component_health(settings)["running"]
+
+    # Every micro-batch the consumer started (offsets/N) was committed (commits/N): it stopped between batches.
+    queries = [d for d in (home / "checkpoints" / "stream").glob("*/*") if (d / "offsets").is_dir()]
+    assert queries, "no streaming checkpoint written"
+    for query in queries:
+        offsets = {p.name for p in (query / "offsets").iterdir() if p.name.isdigit()}
+        commits = {p.name for p in (query / "commits").iterdir() if p.name.isdigit()}
+        assert offsets and offsets <= commits, f"{query}: uncommitted batches {sorted(offsets - commits)}"
+    log_text = log.read_text()
+    assert "producer exited unexpectedly" in log_text and "stack stopped; no process left" in log_text
+
+
+def test_no_stack_and_live_mode_and_busy_port(tmp_path: Path) -> None:
+    """Cheap checks without starting a stack: status says 'not running', --live drops the replay exchange and
+    points the children at Binance, and a busy port is refused up front, naming the component."""
+    from crypto_lambda.stack.components import StackOptions, base_env, build_components
+
+    settings = Settings(home=tmp_path / "home")
+    health = component_health(settings)
+    assert health["running"] is False and health["status"] == "not running" and health["components"] == {}
+
+    names = [spec.name for spec in build_components(StackOptions(live=True, web=False))]
+    assert names == ["broker", "producer", "consumer", "dagster-webserver", "dagster-daemon"]
+    env = base_env(settings, StackOptions(live=True), "x")
+    if "BINANCE_WS_URL" not in os.environ:
+        assert env["BINANCE_WS_URL"] == "wss://stream.binance.com:9443"
+    assert env["CRYPTO_LAMBDA_AUTOMATION"] == "on" and env["DAGSTER_HOME"] == str(settings.dagster_home)
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        ports = [str(p) for p in _free_ports(3)]
+        result = subprocess.run([str(BIN / "crypto-lambda"), "up", "--exchange-port", str(port), "--broker-port",
+                                 ports[0], "--dagster-port", ports[1], "--web-port", ports[2]],
+                                capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "CRYPTO_LAMBDA_HOME": str(settings.home)})
+    assert result.returncode == 2, result.stderr
+    assert f"exchange: port {port}" in result.stderr
+    assert read_state(state_path(settings)) is None  # nothing was started
