@@ -35,6 +35,9 @@ log = logging.getLogger("crypto_lambda.stack")
 BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0)
 # SIGHUP too: a closed terminal should stop the stack in order, not leave each child to its death signal.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# A child that ran this long before dying gets its restart budget back: the bound is on crash loops, not on
+# the number of crashes over a stack's lifetime.
+STABLE_S = 600.0
 
 
 class StartupError(RuntimeError):
@@ -48,7 +51,9 @@ class Child:
     proc: subprocess.Popen[bytes] | None = None
     ticks: int | None = None
     started_at: str | None = None
-    restarts: int = 0
+    restarts: int = 0  # in total, reported
+    recent_restarts: int = 0  # since it last ran STABLE_S, bounded by max_restarts
+    spawned_mono: float = 0.0
     state: str = "pending"  # pending | starting | running | restarting | failed | stopped
     log_offset: int = 0
     next_restart: float = 0.0
@@ -145,6 +150,7 @@ class Supervisor:
                                           stderr=subprocess.STDOUT, env=env, cwd=self.settings.home,
                                           start_new_session=True, preexec_fn=procs.die_with_parent)
         child.ticks = procs.start_ticks(child.proc.pid)
+        child.spawned_mono = time.monotonic()
         child.started_at = now_iso()
         child.state = "starting"
         log.info("started %s (pid %s), log %s", child.spec.name, child.proc.pid, child.log_path)
@@ -202,18 +208,21 @@ class Supervisor:
                     continue
                 child.last_exit = code
                 self._clean_leftovers(child)
-                if child.restarts >= self.options.max_restarts:
+                if now - child.spawned_mono >= STABLE_S:
+                    child.recent_restarts = 0
+                if child.recent_restarts >= self.options.max_restarts:
                     child.state = "failed"
-                    log.error("%s exited with code %s and used up its %d restarts; leaving it down (log %s)",
+                    log.error("%s exited with code %s and used up its %d restarts in a row; leaving it down (log %s)",
                               child.spec.name, code, self.options.max_restarts, child.log_path)
                 else:
-                    delay = BACKOFF_S[min(child.restarts, len(BACKOFF_S) - 1)]
+                    delay = BACKOFF_S[min(child.recent_restarts, len(BACKOFF_S) - 1)]
                     child.state, child.next_restart = "restarting", now + delay
                     log.warning("%s exited unexpectedly with code %s; restarting in %.0f s (log %s)",
                                 child.spec.name, code, delay, child.log_path)
                 self._write()
             elif child.state == "restarting" and now >= child.next_restart:
                 child.restarts += 1
+                child.recent_restarts += 1
                 self._spawn(child)
 
     def _clean_leftovers(self, child: Child, grace: float = 2.0) -> None:
