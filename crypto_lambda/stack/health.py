@@ -66,6 +66,7 @@ def component_health(settings: Settings) -> dict[str, Any]:
             "responding": responding,
             "healthy": bool(alive and responding is not False and comp.get("state") == "running"),
             "state": comp.get("state") if running else "not running",
+            "last_state": comp.get("state"),  # as the supervisor last recorded it (e.g. stopped, failed)
             "pid": comp.get("pid"),
             **_memory(state.get("stack_id"), comp["name"], alive),
             "port": comp.get("port"),
@@ -82,6 +83,7 @@ def component_health(settings: Settings) -> dict[str, Any]:
         "running": running,
         "status": status,
         "healthy": bool(running and components and all(c["healthy"] for c in components.values())),
+        "last_status": state.get("status"),
         "supervisor_pid": state.get("supervisor_pid"),
         "mode": state.get("mode"),
         "started_at": state.get("started_at"),
