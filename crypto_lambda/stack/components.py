@@ -46,6 +46,8 @@ class StackOptions:
 class ComponentSpec:
     """One child: its command, how to tell it is ready, and how to stop it without losing work.
 
+    ``stop_group``: the front end (Dagster, web page) stops first and in parallel, then the consumer, the
+    producer, the broker and the exchange one by one, i.e. the reverse of the data flow.
     ``ready`` is ``("http", url)``, ``("tcp", port)`` or ``("log", text)`` (the text appears in the
     component's log after this start); ``probe`` is what ``status`` checks later (http/tcp, None = alive).
     """
@@ -58,6 +60,7 @@ class ComponentSpec:
     url: str | None = None
     stop_signal: int = signal.SIGTERM
     stop_timeout: float = 20.0
+    stop_group: int = 0  # stopped in ascending groups; one group's members stop in parallel
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -114,20 +117,21 @@ def build_components(options: StackOptions) -> list[ComponentSpec]:
             "exchange", [cl, "replay-exchange", "--host", HOST, "--port", str(options.exchange_port),
                          "--shift-to-today"],
             ready=("http", f"{url}/api/v3/ping"), probe=("http", f"{url}/api/v3/ping"),
-            port=options.exchange_port, url=url))
+            port=options.exchange_port, url=url, stop_group=4))
     specs.append(ComponentSpec(
         "broker", [cl, "stream", "broker", "--port", str(options.broker_port)],
         ready=("log", "KAFKA_BOOTSTRAP_SERVERS="),  # printed once tansu serves metadata and topics exist
-        probe=("tcp", options.broker_port), port=options.broker_port, url=f"{HOST}:{options.broker_port}"))
+        probe=("tcp", options.broker_port), port=options.broker_port, url=f"{HOST}:{options.broker_port}",
+        stop_group=3))
     specs.append(ComponentSpec(
         "producer", [cl, "stream", "produce", "--stats-seconds", "30"],
-        ready=("log", "producing "), stop_timeout=20.0))
+        ready=("log", "producing "), stop_timeout=20.0, stop_group=2))
     specs.append(ComponentSpec(
         # SIGTERM to the Python process only: the consumer sets a stop flag and ends between micro-batches; the
         # Spark JVM (same group) must not get it, or it would die mid-batch. (SIGINT would also do since the
         # consumer replaces PySpark's handler, but SIGTERM never meets PySpark's cancel-all-jobs handler.)
         "consumer", [cl, "stream", "consume", "--trigger-seconds", str(options.trigger_seconds)],
-        ready=("log", "speed layer reading"), stop_timeout=90.0))
+        ready=("log", "speed layer reading"), stop_timeout=90.0, stop_group=1))
     if options.dagster:
         url = f"http://{HOST}:{options.dagster_port}"
         specs.append(ComponentSpec(

@@ -6,7 +6,7 @@ restarted without touching the others. Each child gets its own process group (so
 only the supervisor, which then stops the children in order) and a log file under
 ``$CRYPTO_LAMBDA_HOME/logs/<component>.log``.
 
-Stopping is the reverse of starting: web page and Dagster first (no new runs), then the consumer (its stop
+Stopping is the reverse of starting: web page and Dagster first, in parallel (no new runs), then the consumer (its stop
 signal goes to the Python process only, which ends the streaming queries between micro-batches, so every
 ``offsets/N`` in the checkpoint has its ``commits/N``), the producer (flushes), the broker, the exchange. A
 component that overstays its timeout is killed with its group, and a final sweep kills anything still
@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -85,6 +86,7 @@ class Supervisor:
         self.stop_requested = False
         self.status = "starting"
         self.started_at = now_iso()
+        self._lock = threading.Lock()
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     def run(self) -> int:
@@ -260,13 +262,18 @@ class Supervisor:
                     procs.signal_group(proc.pid, signal.SIGKILL)
                     proc.wait(5)
         child.last_exit = proc.returncode
-        # Helpers that outlive their parent get a moment to notice (the JVM exits when its stdin closes).
-        deadline = time.monotonic() + 5
-        while procs.marked_pids(self.stack_id, child.spec.name) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        # Its work is done once the leader is gone (the consumer committed its last batch), so helpers that
+        # outlive it (the Spark JVM, Dagster code servers, a run worker that records its run as failed) get
+        # SIGTERM now and SIGKILL after a grace period.
         self._clean_leftovers(child, grace=10.0)
         child.state = "stopped"
         self._write()
+
+    def _stop_quietly(self, child: Child) -> None:
+        try:
+            self._stop_child(child)
+        except Exception:  # noqa: BLE001 - one failed stop must not leave the later ones running
+            log.exception("stopping %s failed", child.spec.name)
 
     def shutdown(self) -> None:
         """Stop in reverse start order; signals are ignored meanwhile so a second Ctrl-C cannot cut it short."""
@@ -274,11 +281,14 @@ class Supervisor:
         self._write()
         for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
-        for child in reversed(self.children):
-            try:
-                self._stop_child(child)
-            except Exception:  # noqa: BLE001 - one failed stop must not leave the later ones running
-                log.exception("stopping %s failed", child.spec.name)
+        for group in sorted({c.spec.stop_group for c in self.children}):
+            members = [c for c in reversed(self.children) if c.spec.stop_group == group]
+            threads = [threading.Thread(target=self._stop_quietly, args=(c,), name=f"stop-{c.spec.name}")
+                       for c in members]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
         orphans = procs.kill_marked(self.stack_id, grace=3.0)
         if orphans:
             log.warning("killed %d orphaned process(es): %s", len(orphans), orphans)
@@ -292,6 +302,10 @@ class Supervisor:
 
     # ---- state file --------------------------------------------------------------------------------------------
     def _write(self) -> None:
+        with self._lock:  # stop threads of one group write concurrently
+            self._write_locked()
+
+    def _write_locked(self) -> None:
         write_state(self.state_file, {
             "status": self.status, "supervisor_pid": os.getpid(), "supervisor_ticks": procs.start_ticks(os.getpid()),
             "stack_id": self.stack_id, "started_at": self.started_at, "updated_at": now_iso(),
