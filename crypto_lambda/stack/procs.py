@@ -120,7 +120,10 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when a server could listen on the port now. SO_REUSEADDR as the servers themselves use it, so
+    connections of a previous run lingering in TIME_WAIT do not count as "in use"."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
             return True

@@ -40,6 +40,7 @@ def write_state(path: Path, state: dict[str, Any]) -> None:
         with os.fdopen(fd, "w") as handle:
             json.dump(state, handle, indent=2, sort_keys=True)
             handle.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; status may run as another user
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

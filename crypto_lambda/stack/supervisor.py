@@ -125,11 +125,19 @@ class Supervisor:
         self.stop_requested = True
 
     def _refuse_second_stack(self) -> None:
+        """One stack per home. A previous supervisor that died without stopping (SIGKILL, OOM) may have left
+        children behind (they get SIGTERM from the kernel, but helpers need not): sweep them first."""
         state = read_state(self.state_file)
-        if state and state.get("status") != "stopped" and procs.pid_alive(state.get("supervisor_pid"),
-                                                                          state.get("supervisor_ticks")):
+        if not state or state.get("status") == "stopped":
+            return
+        if procs.pid_alive(state.get("supervisor_pid"), state.get("supervisor_ticks")):
             raise ValueError(f"a stack is already running on {self.settings.home} "
                              f"(supervisor pid {state['supervisor_pid']}); stop it first")
+        if state.get("stack_id"):
+            left = procs.kill_marked(state["stack_id"], grace=10.0)
+            if left:
+                log.warning("killed %d process(es) left by the previous stack (supervisor pid %s died): %s",
+                            len(left), state.get("supervisor_pid"), left)
 
     def _check_ports(self) -> None:
         for child in self.children:
