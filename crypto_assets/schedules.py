@@ -6,21 +6,13 @@ a daemon started for tests, ``make demo`` or a one-off ``dagster dev`` must not 
 
 
 import datetime as dt
-import os
 
 import dagster as dg
 
 from crypto_assets.jobs import MINUTES_JOB, SERIES_JOB
 from crypto_assets.partitions import range_tags, symbol_range_tags
-from crypto_lambda.config import Settings
+from crypto_lambda.config import Settings, automation_on
 from crypto_lambda.timeutil import today_utc
-
-AUTOMATION_ENV = "CRYPTO_LAMBDA_AUTOMATION"
-
-
-def automation_on() -> bool:
-    """True when the environment asks for schedules and sensors to run by default (``crypto-lambda up``)."""
-    return os.environ.get(AUTOMATION_ENV, "").strip().lower() in ("on", "1", "true", "yes")
 
 
 def _tick_day(context: dg.ScheduleEvaluationContext) -> dt.date:

@@ -20,9 +20,8 @@ import pyarrow.parquet as pq
 
 from crypto_assets.jobs import MINUTES_JOB, SPEED_JOB
 from crypto_assets.partitions import multi_key, range_tags
-from crypto_assets.schedules import automation_on
 from crypto_lambda import lake as lk
-from crypto_lambda.config import MIN_DAY_COMPLETENESS, Settings
+from crypto_lambda.config import MIN_DAY_COMPLETENESS, Settings, automation_on
 from crypto_lambda.timeutil import MINUTES_PER_DAY, contiguous_runs, ms_to_day, today_utc, yesterday_utc
 from streaming_service.speed_lake import committed_files, read_gaps
 from streaming_service.topics import SpeedPaths

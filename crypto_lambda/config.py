@@ -21,6 +21,9 @@ DEFAULT_START = "2017-08-17"  # Binance's first BTCUSDT day
 DEFAULT_API_URL = "https://api.binance.com"
 # A day with fewer than 99 % of its 1,440 minutes is incomplete: a gap for checks, not a batch-quality bar.
 MIN_DAY_COMPLETENESS = 0.99
+# "on": Dagster schedules and sensors start RUNNING (set by ``crypto-lambda up`` and docker-compose). Off by
+# default so a daemon started by tests, ``make demo`` or a one-off ``dagster dev`` does not backfill on its own.
+AUTOMATION_ENV = "CRYPTO_LAMBDA_AUTOMATION"
 
 
 def validate_symbol(symbol: str) -> str:
@@ -129,3 +132,8 @@ def ensure_dagster_home(settings: Settings) -> Path:
     if source.exists() and not target.exists():
         target.write_text(source.read_text())
     return path
+
+
+def automation_on() -> bool:
+    """True when the environment asks for schedules and sensors to run by default."""
+    return os.environ.get(AUTOMATION_ENV, "").strip().lower() in ("on", "1", "true", "yes")

@@ -132,6 +132,13 @@ def test_producer_and_consumer_use_compose_kafka_and_real_binance(compose: dict[
     assert _env(producer)["BINANCE_WS_URL"] == "wss://stream.binance.com:9443"
 
 
+def test_dagster_code_server_starts_schedules_and_sensors(compose: dict[str, Any]) -> None:
+    from crypto_lambda.config import AUTOMATION_ENV
+
+    # default_status is decided where the definitions load: the code server the daemon and webserver query
+    assert _env(compose["services"]["dagster-code"])[AUTOMATION_ENV] == "on"
+
+
 def _kafka_package() -> str:
     """spark-sql-kafka for the installed PySpark: same Spark version, same Scala binary version."""
     import pyspark

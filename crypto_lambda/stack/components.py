@@ -15,10 +15,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crypto_lambda.config import Settings
+from crypto_lambda.config import AUTOMATION_ENV, Settings
 
-# Read by crypto_assets.schedules/sensors ("on" = RUNNING); not imported from there, to keep dagster out of here.
-AUTOMATION_ENV = "CRYPTO_LAMBDA_AUTOMATION"
 WORKSPACE = Path(__file__).resolve().parent.parent.parent / "workspace.yaml"
 HOST = "127.0.0.1"
 LIVE_API_URL = "https://api.binance.com"
