@@ -55,17 +55,23 @@ def parse_events(kafka: DataFrame, expected: dict[str, str] | None = None, trade
     """Kafka rows (key, value, topic, partition, offset, timestamp) -> typed events plus ``reason``.
 
     ``expected`` maps topic -> event type (``trade``/``kline``/``gap``); a record of another type on that
-    topic is quarantined as ``event_type_does_not_match_topic``. ``trades_only`` parses just the trade fields
-    (cheaper, for the bars query): the verdict on a trade record is the same either way, since every trade
-    rule reads trade fields only; kline/gap columns are then null.
+    topic is quarantined as ``event_type_does_not_match_topic``. Records of a trade topic are parsed with the
+    trade fields only (cheaper; every trade rule reads trade fields only), so the bars query and the side
+    query reach the same verdict from the same expression; ``trades_only`` does that for every record (the
+    bars query reads the trades topic alone). Kline/gap columns are then null.
     """
+    trade_j = F.from_json(F.col("value").cast("string"), TRADE_SCHEMA).cast(TRADE_NAMED)
+    trade_j = F.struct(*[trade_j.getField(f).alias(f) for f in ("e", "event_ms", "s", "trade_id", "p", "q",
+                                                                  "trade_ms", "m")],
+                       F.lit(None).cast(NAMED_SCHEMA).getField("k").alias("k"),
+                       F.lit(None).cast("long").alias("from"), F.lit(None).cast("long").alias("to"),
+                       F.lit(None).cast("string").alias("reason"))
+    trade_topics = [topic for topic, event in (expected or {}).items() if event == "trade"]
     if trades_only:
-        j = F.from_json(F.col("value").cast("string"), TRADE_SCHEMA).cast(TRADE_NAMED)
-        j = F.struct(*[j.getField(f).alias(f) for f in ("e", "event_ms", "s", "trade_id", "p", "q", "trade_ms",
-                                                          "m")],
-                     F.lit(None).cast(NAMED_SCHEMA).getField("k").alias("k"),
-                     F.lit(None).cast("long").alias("from"), F.lit(None).cast("long").alias("to"),
-                     F.lit(None).cast("string").alias("reason"))
+        j = trade_j
+    elif trade_topics:  # the trade parse on the trades topic: cheaper, and the very verdict the bars query gets
+        j = F.when(F.col("topic").isin(*trade_topics), trade_j).otherwise(
+            F.from_json(F.col("value").cast("string"), EVENT_SCHEMA).cast(NAMED_SCHEMA))
     else:
         j = F.from_json(F.col("value").cast("string"), EVENT_SCHEMA).cast(NAMED_SCHEMA)
     df = kafka.select(

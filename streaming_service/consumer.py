@@ -28,6 +28,8 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +42,19 @@ from streaming_service.topics import SpeedPaths, Topics
 log = logging.getLogger(__name__)
 
 EXPECTED_EVENT = ("trade", "kline", "gap")
+# SQL settings the queries are started with (and that a checkpoint then keeps: Spark restores them from its
+# offset log on restart, so they apply to new checkpoints only). Measured by bench/bench_streaming.py:
+# * 2 shuffle partitions: local[2] has 2 cores, and every partition of a stateful step is a state store to
+#   load, update and checkpoint per micro-batch (4 was pure overhead).
+# * RocksDB state store with changelog checkpointing: the dedup state holds every trade id of the watermark
+#   window (millions at 20k msg/s); the default in-memory store copies its whole map for each new version
+#   and snapshots it, RocksDB updates in place and uploads only the changed keys.
+STREAM_SQL_CONF: dict[str, str] = {
+    "spark.sql.shuffle.partitions": "2",
+    "spark.sql.streaming.stateStore.providerClass":
+        "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+    "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+}
 
 
 @dataclass
@@ -197,6 +212,23 @@ class ProgressLog:
                              p.get("eventTime", {}).get("watermark", "-"))
 
 
+@contextmanager
+def _sql_conf(spark, conf: dict[str, str]) -> Iterator[None]:
+    """Set ``conf`` while queries start, then restore: a query keeps the settings it started with (its
+    session is a clone), and batch jobs sharing this session must not get 2 shuffle partitions."""
+    before = {key: spark.conf.get(key, None) for key in conf}
+    for key, value in conf.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
 def start(spark, config: ConsumerConfig) -> list:
     """Start the configured queries; returns the StreamingQuery handles."""
     fmt = resolve_format(spark, config.source_format)
@@ -204,10 +236,11 @@ def start(spark, config: ConsumerConfig) -> list:
     log.info("speed layer reading %s via %s source from %s", ",".join(config.topics.all()), fmt,
              config.bootstrap)
     started = []
-    if "bars" in config.queries:
-        started.append(start_bars(spark, fmt, config))
-    if "side" in config.queries:
-        started.append(start_side(spark, fmt, config))
+    with _sql_conf(spark, STREAM_SQL_CONF):
+        if "bars" in config.queries:
+            started.append(start_bars(spark, fmt, config))
+        if "side" in config.queries:
+            started.append(start_side(spark, fmt, config))
     return started
 
 
