@@ -7,9 +7,11 @@ Python), so throughput is measured on a backlog and latency on a live feed.
 1. load: ``--messages`` synthetic Binance trade events (2 symbols) into a fresh topic by 2 generator processes.
 2. raw: kafka-python reads that topic back (assign/seek, the Spark source's settings): the baseline.
 3. drain: one child per variant (bars query; bars without dedup; full consumer = bars + side) warms its JVM
-   on a few micro-batches (a consumer runs for days), then re-reads the whole topic with a fresh checkpoint in
-   available-now mode, ``--per-trigger`` records per micro-batch: sustained rate = records / (last commit -
-   first plan). The cold first micro-batch is reported beside it.
+   on ``--warm-batches`` full-size micro-batches (a consumer runs for days, so its JIT is warm), then re-reads
+   the whole topic with a fresh checkpoint in available-now mode, ``--per-trigger`` records per micro-batch
+   (default 100,000 = 20,000 msg/s times the consumer's 5 s trigger): sustained rate = records / (last commit
+   of any query - first plan). The cold first micro-batch is reported beside it, the load average range
+   during each child beside every figure.
 4. live: the real pipeline as separate processes: ``replay-exchange`` (WebSocket knobs from the environment),
    ``stream produce`` and ``stream consume`` (default 5 s trigger). Tick-to-Parquet latency per trade = commit
    time of the micro-batch that processed it - its Kafka timestamp (producer receive time); provisional
@@ -172,9 +174,11 @@ def batches(checkpoint: Path) -> list[dict]:
     return out
 
 
-def child_drain(bootstrap: str, prefix: str, per_trigger: int, queries: str, dedup: bool, home: Path) -> None:
-    """Drain child: warm the JVM on a few micro-batches of the topic (a consumer runs for days, so its JIT is
-    warm), then replay the whole topic with a fresh checkpoint in available-now mode."""
+def child_drain(bootstrap: str, prefix: str, per_trigger: int, queries: str, dedup: bool, home: Path,
+                warm_batches: int) -> None:
+    """Drain child: warm the JVM on ``warm_batches`` full-size micro-batches of the topic (a consumer runs for
+    days, so its JIT is warm: 3 batches of 10k left the JIT compilers with ~20 % of the CPU during the
+    measurement), then replay the whole topic with a fresh checkpoint in available-now mode."""
     from crypto_lambda.config import Settings
     from crypto_lambda.spark import get_spark
     from streaming_service import consumer
@@ -188,10 +192,10 @@ def child_drain(bootstrap: str, prefix: str, per_trigger: int, queries: str, ded
                                        queries=tuple(queries.split(",")), dedup=dedup, **extra)  # type: ignore[arg-type]
 
     started = time.time()
-    running = consumer.start(spark, config("warm", min(per_trigger, 10_000), trigger_seconds=0.5))
-    deadline = time.time() + 240
-    while time.time() < deadline and any(len([p for p in q.recentProgress if p["numInputRows"]]) < 3
-                                         for q in running):
+    running = consumer.start(spark, config("warm", per_trigger, trigger_seconds=0.5))
+    deadline = time.time() + 600
+    while time.time() < deadline and any(len([p for p in q.recentProgress if p["numInputRows"]]) < warm_batches
+                                         and q.isActive for q in running):
         time.sleep(0.5)
     for query in running:
         query.stop()
@@ -201,26 +205,31 @@ def child_drain(bootstrap: str, prefix: str, per_trigger: int, queries: str, ded
 
 
 def drain(bootstrap: str, prefix: str, per_trigger: int, queries: str, dedup: bool, workdir: Path,
-          label: str) -> dict:
+          label: str, warm_batches: int) -> dict:
     home = workdir / f"home-{label}"
     shutil.rmtree(home, ignore_errors=True)
     args = [sys.executable, __file__, "--child-drain", bootstrap, prefix, str(per_trigger), queries,
-            "1" if dedup else "0", str(home)]
+            "1" if dedup else "0", str(home), str(warm_batches)]
     started = time.time()
     proc = spawn(args, {}, workdir / f"drain-{label}.log")
     peak = 0.0
+    loads = []
     while proc.poll() is None:
         peak = max(peak, rss_mb(proc.pid))
+        loads.append(os.getloadavg()[0])
         time.sleep(0.5)
     if proc.returncode != 0:
         raise RuntimeError(f"drain {label} failed: {(workdir / f'drain-{label}.log').read_text()[-3000:]}")
     cold = [b for b in batches(home / "warm" / "checkpoints" / "stream" / "pykafka" / "bars") if b["committed"]]
-    data = [b for b in batches(home / "run" / "checkpoints" / "stream" / "pykafka" / "bars")
-            if b["committed"] and b["rows"]]
+    root = home / "run" / "checkpoints" / "stream" / "pykafka"
+    data = [b for b in batches(root / "bars") if b["committed"] and b["rows"]]
     rows = sum(b["rows"] for b in data)
-    rate = rows / max(data[-1]["committed"] - data[0]["planned"], 1e-9)
+    # the topic counts as processed when every query has committed it (the side query may finish later)
+    done = max(b["committed"] for q in queries.split(",") for b in batches(root / q) if b["committed"])
+    rate = rows / max(done - data[0]["planned"], 1e-9)
     return {"rows": rows, "sustained": rate, "first_batch_s": cold[0]["committed"] - cold[0]["planned"],
-            "wall_s": time.time() - started, "batches": len(data), "peak_rss_mb": peak}
+            "wall_s": time.time() - started, "batches": len(data), "peak_rss_mb": peak,
+            "load_min": min(loads, default=0.0), "load_max": max(loads, default=0.0)}
 
 
 # -- phase 4: live ------------------------------------------------------------------------------------------
@@ -269,7 +278,9 @@ def live(bootstrap: str, seconds: float, warmup: float, speed: float, tpm: int, 
     provisional = home / "lake" / "speed_provisional_1m"
     measured_from = caught_up(home, time.time() + warmup, timeout=300)  # the first micro-batches are cold
     ended = measured_from + seconds
+    loads = []
     while time.time() < ended:
+        loads.append(os.getloadavg()[0])
         for name, pid in (("broker", broker_pid), ("producer", producer.pid), ("consumer", consumer.pid)):
             peaks[name] = max(peaks[name], rss_mb(pid))
         now = time.time()
@@ -304,7 +315,8 @@ def live(bootstrap: str, seconds: float, warmup: float, speed: float, tpm: int, 
             "p99": float(np.percentile(lat, 99)), "max": float(np.max(lat)),
             "provisional_p50": float(np.percentile(prov, 50)), "provisional_p99": float(np.percentile(prov, 99)),
             "provisional_max": float(np.max(prov)), "provisional_samples": len(seen),
-            "peak_rss_mb": peaks, "speed": speed, "trades_per_minute": tpm}
+            "peak_rss_mb": peaks, "speed": speed, "trades_per_minute": tpm,
+            "load_min": min(loads, default=0.0), "load_max": max(loads, default=0.0)}
 
 
 def measure(args: argparse.Namespace) -> tuple[list[Figure], dict]:
@@ -323,9 +335,11 @@ def measure(args: argparse.Namespace) -> tuple[list[Figure], dict]:
         runs = {}
         plan = (("bars", "bars", True), ("bars-nodedup", "bars", False), ("full", "bars,side", True))
         for label, queries, dedup in plan if "drain" in args.phases else ():
-            runs[label] = drain(broker.bootstrap, prefix, args.per_trigger, queries, dedup, workdir, label)
+            runs[label] = drain(broker.bootstrap, prefix, args.per_trigger, queries, dedup, workdir, label,
+                                args.warm_batches)
             log(f"drain {label}: {runs[label]['sustained']:,.0f} msg/s sustained over {runs[label]['batches']} "
-                f"warm batches (cold first batch {runs[label]['first_batch_s']:.1f}s)")
+                f"warm batches (cold first batch {runs[label]['first_batch_s']:.1f}s); load average "
+                f"{runs[label]['load_min']:.1f}-{runs[label]['load_max']:.1f}")
         if "live" not in args.phases:
             return [], {"drain": runs}
         log(f"live: replay x{args.live_speed:g}, {args.live_tpm} trades/min/symbol for {args.live_seconds:.0f}s")
@@ -337,19 +351,25 @@ def measure(args: argparse.Namespace) -> tuple[list[Figure], dict]:
     if not runs:
         raise SystemExit("no drain figures yet: run with --phases drain,live first")
     mem = lv["peak_rss_mb"]
+
+    def loadavg(run: dict) -> str:
+        return f"load avg {run.get('load_min', 0):.1f}-{run.get('load_max', 0):.1f}"
+
     figures = [
         Figure("kafka-python raw consume", raw_rate, "msg/s", None, "", None, f"{raw_n:,} records, same run"),
         Figure("sustained bars query (dedup)", runs["bars"]["sustained"], "msg/s", raw_rate,
                f">= {TARGET_RATE:,} msg/s", runs["bars"]["sustained"] >= TARGET_RATE,
-               f"{args.per_trigger:,} rows/batch, warm JVM; cold first batch {runs['bars']['first_batch_s']:.1f}s"),
-        Figure("sustained bars query (no dedup)", runs["bars-nodedup"]["sustained"], "msg/s", raw_rate),
+               f"{args.per_trigger:,} rows/batch, warm JVM; cold first batch {runs['bars']['first_batch_s']:.1f}s; "
+               f"{loadavg(runs['bars'])}"),
+        Figure("sustained bars query (no dedup)", runs["bars-nodedup"]["sustained"], "msg/s", raw_rate, "", None,
+               loadavg(runs["bars-nodedup"])),
         Figure("sustained full consumer (bars+side)", runs["full"]["sustained"], "msg/s", raw_rate, "", None,
-               "the side query reads every topic again (quarantine, gaps, provisional)"),
+               f"until both queries committed; the side query reads every topic again; {loadavg(runs['full'])}"),
         Figure("tick-to-Parquet p50", lv["p50"], "s", None, "", None,
                f"live {lv['rate']:,.0f} trades/s through the real producer; 5 s trigger; the first "
                f"{lv['warmup_s']:.0f}s (cold micro-batches and their backlog) not counted"),
         Figure("tick-to-Parquet p99", lv["p99"], "s", None, f"<= {TARGET_P99_S:g} s", lv["p99"] <= TARGET_P99_S,
-               f"max {lv['max']:.1f}s"),
+               f"max {lv['max']:.1f}s; {loadavg(lv)}"),
         Figure("provisional daily bar latency p99", lv["provisional_p99"], "s", None,
                f"<= {TARGET_PROVISIONAL_S:g} s", lv["provisional_max"] <= TARGET_PROVISIONAL_S,
                f"p50 {lv['provisional_p50']:.1f}s, max {lv['provisional_max']:.1f}s, "
@@ -365,7 +385,8 @@ def measure(args: argparse.Namespace) -> tuple[list[Figure], dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=600_000, help="backlog size for the drain phase")
-    parser.add_argument("--per-trigger", type=int, default=50_000, help="maxOffsetsPerTrigger while draining")
+    parser.add_argument("--per-trigger", type=int, default=100_000,
+                        help="maxOffsetsPerTrigger while draining (default 100,000: 20k msg/s x 5 s trigger)")
     parser.add_argument("--live-seconds", type=float, default=60.0, help="measured part of the live phase")
     parser.add_argument("--live-warmup", type=float, default=20.0,
                         help="measure once the consumer has caught up with batches planned this long after start")
@@ -373,16 +394,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--live-tpm", type=int, default=600, help="trades per minute per symbol (live)")
     parser.add_argument("--phases", default="drain,live", help="drain,live (live alone reuses drain figures)")
     parser.add_argument("--child-generate", nargs=5, metavar=("BOOTSTRAP", "TOPIC", "N", "PART", "PARTS"))
-    parser.add_argument("--child-drain", nargs=6, metavar=("BOOTSTRAP", "PREFIX", "PER_TRIGGER", "QUERIES",
-                                                           "DEDUP", "HOME"))
+    parser.add_argument("--warm-batches", type=int, default=6,
+                        help="full-size micro-batches each drain child runs first to warm its JIT (default 6)")
+    parser.add_argument("--child-drain", nargs=7, metavar=("BOOTSTRAP", "PREFIX", "PER_TRIGGER", "QUERIES",
+                                                           "DEDUP", "HOME", "WARM_BATCHES"))
     args = parser.parse_args(argv)
     if args.child_generate:
         bootstrap, topic, count, part, parts = args.child_generate
         child_generate(bootstrap, topic, int(count), int(part), int(parts))
         return 0
     if args.child_drain:
-        bootstrap, prefix, per_trigger, queries, dedup, home = args.child_drain
-        child_drain(bootstrap, prefix, int(per_trigger), queries, dedup == "1", Path(home))
+        bootstrap, prefix, per_trigger, queries, dedup, home, warm = args.child_drain
+        child_drain(bootstrap, prefix, int(per_trigger), queries, dedup == "1", Path(home), int(warm))
         return 0
     figures, details = measure(args)
     common.print_table("streaming (broker -> Spark -> Parquet)", figures)
