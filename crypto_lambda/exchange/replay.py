@@ -16,7 +16,6 @@ import importlib.util
 import logging
 import math
 import random
-import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from crypto_lambda.exchange.recording import SERVED_INTERVALS, Recording
+from crypto_lambda.httpserver import BackgroundServer
 
 if TYPE_CHECKING:  # replay_ws is imported lazily by build_app (it is optional), never at import time
     from crypto_lambda.exchange.replay_ws import StreamKnobs
@@ -232,78 +232,19 @@ def build_app(recording: Recording, knobs: ReplayKnobs | None = None) -> web.App
     return app
 
 
-class ReplayServer:
+class ReplayServer(BackgroundServer):
     """Runs the replay app on its own event loop in a background thread (port 0 = any free port)."""
+
+    name = "replay-exchange"
 
     def __init__(self, recording: Recording, knobs: ReplayKnobs | None = None, host: str = "127.0.0.1",
                  port: int = 0) -> None:
-        self.recording, self.knobs, self.host, self.port = recording, knobs or ReplayKnobs(), host, port
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
+        super().__init__(host, port)
+        self.recording, self.knobs = recording, knobs or ReplayKnobs()
 
-    @property
-    def url(self) -> str:
-        return f"http://{self._netloc()}"
+    def make_app(self) -> web.Application:
+        return build_app(self.recording, self.knobs)
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self._netloc()}"
-
-    def _netloc(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-    def start(self) -> ReplayServer:
-        """Start serving; returns once the socket is listening (raises what startup raised)."""
-        if self._thread is not None:
-            raise RuntimeError("replay server already started")
-        self._ready.clear()
-        self._error = None
-        self._thread = threading.Thread(target=self._run, name=f"replay-exchange-{self.port}", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            self._thread.join()
-            self._thread = None
-            raise self._error
-        return self
-
-    def _run(self) -> None:
-        loop = self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._startup())
-        except BaseException as exc:  # noqa: BLE001 - handed to start()
-            self._error = exc
-            self._ready.set()
-            loop.close()
-            return
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(self._runner.cleanup())  # type: ignore[union-attr]
-            loop.close()
-
-    async def _startup(self) -> None:
-        self._runner = web.AppRunner(build_app(self.recording, self.knobs), access_log=None,
-                                     shutdown_timeout=2.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
-        self.port = int(self._runner.addresses[0][1])
-
-    def stop(self) -> None:
-        """Stop serving and join the thread (idempotent)."""
-        if self._thread is None or self._loop is None:
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=30)
-        self._thread = None
-
-    def __enter__(self) -> ReplayServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return f"ws://{self.netloc}"

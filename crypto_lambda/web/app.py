@@ -8,15 +8,14 @@ outside the lake) and ``minutes`` an integer in 1..1440. Reads are cached for ``
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import threading
 import time
 
 from aiohttp import web
 
 from crypto_lambda.config import Settings
+from crypto_lambda.httpserver import BackgroundServer
 from crypto_lambda.web.data import DEFAULT_MINUTES, MAX_MINUTES, SnapshotCache, snapshot
 from crypto_lambda.web.page import PAGE
 from streaming_service.topics import SpeedPaths
@@ -77,70 +76,17 @@ def build_app(settings: Settings, cache_seconds: float = 2.0) -> web.Application
     return app
 
 
-class WebServer:
+class WebServer(BackgroundServer):
     """The app on its own event loop in a background thread (port 0 = any free port); for tests and
     embedding. ``crypto-lambda web`` uses :func:`aiohttp.web.run_app` in the foreground instead."""
 
+    name = "crypto-lambda-web"
+    join_timeout_s = 10.0
+
     def __init__(self, settings: Settings, host: str = "127.0.0.1", port: int = 0,
                  cache_seconds: float = 2.0) -> None:
-        self.settings, self.host, self.port, self.cache_seconds = settings, host, port, cache_seconds
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
+        super().__init__(host, port)
+        self.settings, self.cache_seconds = settings, cache_seconds
 
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    def start(self) -> WebServer:
-        """Start serving; returns once the socket listens (raises what start-up raised)."""
-        if self._thread is not None:
-            raise RuntimeError("web server already started")
-        self._thread = threading.Thread(target=self._run, name="crypto-lambda-web", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            self._thread.join()
-            self._thread = None
-            raise self._error
-        return self
-
-    def _run(self) -> None:
-        loop = self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._startup())
-        except BaseException as exc:  # noqa: BLE001 - handed to start()
-            self._error = exc
-            self._ready.set()
-            loop.close()
-            return
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(self._runner.cleanup())  # type: ignore[union-attr]
-            loop.close()
-
-    async def _startup(self) -> None:
-        self._runner = web.AppRunner(build_app(self.settings, self.cache_seconds), access_log=None,
-                                     shutdown_timeout=2.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
-        self.port = int(self._runner.addresses[0][1])
-
-    def stop(self) -> None:
-        if self._thread is None or self._loop is None:
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._thread = None
-
-    def __enter__(self) -> WebServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def make_app(self) -> web.Application:
+        return build_app(self.settings, self.cache_seconds)
