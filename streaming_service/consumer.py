@@ -70,6 +70,10 @@ class ConsumerConfig:
     dedup: bool = True
     source_format: str = "auto"  # auto | kafka | pykafka
     queries: tuple[str, ...] = ("bars", "side")
+    # False: a partition whose end is below the checkpointed offset (topic recreated, or an in-memory broker
+    # restarted) is read again from 0 instead of failing the query. `crypto-lambda up` needs it: its
+    # embedded broker starts empty every time, while the checkpoint remembers the previous run's offsets.
+    fail_on_data_loss: bool = True
 
     def expected(self) -> dict[str, str]:
         return dict(zip(self.topics.all(), EXPECTED_EVENT, strict=True))
@@ -101,7 +105,8 @@ def resolve_format(spark, wanted: str = "auto") -> str:
 
 def read_kafka(spark, fmt: str, config: ConsumerConfig, topics: tuple[str, ...]):
     reader = (spark.readStream.format(fmt).option("kafka.bootstrap.servers", config.bootstrap)
-              .option("subscribe", ",".join(topics)).option("startingOffsets", config.starting_offsets))
+              .option("subscribe", ",".join(topics)).option("startingOffsets", config.starting_offsets)
+              .option("failOnDataLoss", str(config.fail_on_data_loss).lower()))
     if config.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(config.max_offsets_per_trigger))
     return reader.load()

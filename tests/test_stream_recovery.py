@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from crypto_lambda.config import Settings
@@ -133,3 +134,53 @@ def test_broker_stopped_during_production_loses_nothing(recording: Recording, la
         new = set(fresh.loc[fresh["symbol"] == symbol, "trade_id"])
         assert want <= old | new, f"{len(want - old - new)} {symbol} trades lost"
         assert want - old <= new  # everything the old broker had not acknowledged reached the new one
+
+
+def _send_trades(bootstrap: str, topics: Topics, first_id: int, minutes: int, t0: int) -> None:
+    """Binance-shaped trades, one per 10 s of each minute, for both symbols (ids count up from first_id)."""
+    import json
+
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    trade_id = first_id
+    for i in range(minutes * 6):
+        for symbol in SYMBOLS:
+            ts = t0 + i * 10_000
+            value = {"e": "trade", "E": ts, "s": symbol, "t": trade_id, "p": str(100 + i), "q": "1", "T": ts}
+            producer.send(topics.trades, key=symbol.encode(), value=json.dumps(value).encode())
+            trade_id += 1
+    producer.flush()
+    producer.close()
+
+
+def test_recreated_topics_fail_loudly_or_restart_from_zero(spark, lambda_home: Path, tmp_path: Path) -> None:
+    """An in-memory broker restarts empty while the checkpoint remembers the old offsets: by default the query
+    stops with an error naming failOnDataLoss; with fail_on_data_loss=False it reads the new topic from 0."""
+    paths = SpeedPaths.of(Settings(home=lambda_home))
+    topics = Topics.with_prefix("recreated")
+    t0 = 1_700_000_000_000 // 60_000 * 60_000
+    config = consumer.ConsumerConfig(bootstrap="", paths=paths, topics=topics, available_now=True,
+                                     queries=("bars",))
+    with EmbeddedBroker(log_path=tmp_path / "first.log") as first:
+        first.create_topics(topics.all(), partitions=1)
+        _send_trades(first.bootstrap, topics, first_id=1, minutes=30, t0=t0)
+        config.bootstrap = first.bootstrap
+        consumer.run(config, spark)
+    before = read_speed_bars(Settings(home=lambda_home))
+    # last trade at 29:50, watermark 2 minutes -> 27:50: minutes 0-26 committed, 27-29 held in state
+    assert len(before) == 2 * 27
+    with EmbeddedBroker(log_path=tmp_path / "second.log") as second:  # empty again: 10 minutes < old offsets
+        second.create_topics(topics.all(), partitions=1)
+        later = t0 + 40 * 60_000
+        _send_trades(second.bootstrap, topics, first_id=10_000, minutes=10, t0=later)
+        config.bootstrap = second.bootstrap
+        with pytest.raises(Exception, match="failOnDataLoss"):  # StreamingQueryException from the source
+            consumer.run(config, spark)
+        config.fail_on_data_loss = False
+        consumer.run(config, spark)
+    after = read_speed_bars(Settings(home=lambda_home))
+    new = after[after["open_time"] >= pd.Timestamp(later, unit="ms", tz="UTC")]
+    assert len(new) == 2 * 7 and (new["trades"] == 6).all()  # the new topic was read from offset 0
+    # the three minutes the watermark held back in the first run are emitted now, once
+    assert len(after) == len(before) + 2 * 3 + len(new) and not after.duplicated(["symbol", "open_time"]).any()

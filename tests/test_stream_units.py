@@ -150,6 +150,13 @@ def test_offset_planning_limits_and_data_loss() -> None:
     assert {(p.topic, p.partition) for p in parts} == {("a", 0), ("a", 1), ("b", 0)}
     with pytest.raises(RuntimeError, match="failOnDataLoss"):
         reader.latestOffset({"a": {"0": 500}}, ReadAllAvailable())
+    lenient = KafkaStreamReader({"kafka.bootstrap.servers": "127.0.0.1:9", "subscribe": "a",
+                                 "failondataloss": "false"})
+    lenient.target = {"a": {"0": 100}}
+    behind = {"a": {"0": 500}}  # checkpoint from before the topic was recreated
+    end = lenient.latestOffset(behind, ReadAllAvailable())
+    assert end == {"a": {"0": 100}}
+    assert [(p.start, p.until) for p in lenient.partitions(behind, end)] == [(0, 100)]
 
 
 def test_end_offsets_come_from_the_fetch_high_watermark(tmp_path: Path) -> None:

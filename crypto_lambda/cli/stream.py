@@ -101,9 +101,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                                 help="process what the topics hold now, then stop")
         parser.add_argument("--starting-offsets", default="earliest",
                             help="earliest | latest | JSON, for a new checkpoint (default earliest)")
-        parser.add_argument("--max-offsets-per-trigger", type=int, help="cap records per micro-batch")
+        parser.add_argument("--max-offsets-per-trigger", type=int,
+                            help="cap records per micro-batch (a backlog after downtime then drains in steps)")
         parser.add_argument("--watermark", default="2 minutes", help="event-time watermark (default 2 minutes)")
         parser.add_argument("--no-dedup", action="store_true", help="do not drop duplicate trade ids")
+        parser.add_argument("--no-fail-on-data-loss", action="store_true",
+                            help="when a topic's end is below the checkpointed offset (topic recreated, in-memory "
+                                 "broker restarted), read it again from 0 instead of stopping with an error")
         parser.add_argument("--format", dest="source_format", default="auto", choices=("auto", "kafka", "pykafka"),
                             help="Kafka source: Spark's connector, the Python source, or auto (default)")
         parser.add_argument("--queries", default="bars,side", help="which queries to run (default bars,side)")
@@ -188,7 +192,8 @@ def cmd_consume(args: argparse.Namespace) -> int:
         bootstrap=_bootstrap(args), paths=paths, topics=_topics(args), trigger_seconds=args.trigger_seconds,
         available_now=args.available_now_default or getattr(args, "available_now", False),
         starting_offsets=args.starting_offsets, max_offsets_per_trigger=args.max_offsets_per_trigger,
-        watermark=args.watermark, dedup=not args.no_dedup, source_format=args.source_format, queries=queries)
+        watermark=args.watermark, dedup=not args.no_dedup, source_format=args.source_format, queries=queries,
+        fail_on_data_loss=not args.no_fail_on_data_loss)
     if args.reset:
         consumer.reset(config)
     stop = threading.Event()

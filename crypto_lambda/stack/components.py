@@ -128,7 +128,10 @@ def build_components(options: StackOptions) -> list[ComponentSpec]:
         # SIGTERM to the Python process only: the consumer sets a stop flag and ends between micro-batches; the
         # Spark JVM (same group) must not get it, or it would die mid-batch. (SIGINT would also do since the
         # consumer replaces PySpark's handler, but SIGTERM never meets PySpark's cancel-all-jobs handler.)
-        "consumer", [cl, "stream", "consume", "--trigger-seconds", str(options.trigger_seconds)],
+        # The embedded broker starts empty on every `up` while the checkpoint keeps the last run's offsets:
+        # read the fresh topics from 0 rather than crash-loop on "offset beyond the end".
+        "consumer", [cl, "stream", "consume", "--trigger-seconds", str(options.trigger_seconds),
+                     "--no-fail-on-data-loss", "--max-offsets-per-trigger", "200000"],
         ready=("log", "speed layer reading"), stop_timeout=90.0, stop_group=1))
     if options.dagster:
         url = f"http://{HOST}:{options.dagster_port}"
