@@ -26,6 +26,7 @@ from crypto_lambda.timeutil import MINUTES_PER_DAY, contiguous_runs, ms_to_day, 
 from streaming_service.speed_lake import committed_files, read_gaps
 from streaming_service.topics import SpeedPaths
 
+AUTOMATION_SENSOR = "automation_condition_sensor"
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED]
 
@@ -118,5 +119,13 @@ def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
         tried |= {f"{k}@{why}" for k, why in todo.items()}
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(sorted(tried)))
 
-    return [speed_output_sensor, gap_repair_sensor]
+    # Dagster's implicit default_automation_condition_sensor starts STOPPED (a UI toggle); ours follows
+    # CRYPTO_LAMBDA_AUTOMATION like the rest, so eager serving_daily/daily_filled and the forecasts' on_cron
+    # fire under `crypto-lambda up`. Every 5 minutes at most: each serving run starts Spark, and the speed
+    # sensor reports a change every 30 s while the stream runs.
+    automation = dg.AutomationConditionSensorDefinition(
+        AUTOMATION_SENSOR, target=dg.AssetSelection.all(), default_status=status, minimum_interval_seconds=300,
+        description="Evaluates the assets' automation conditions (eager serving/series, daily forecasts).")
+
+    return [speed_output_sensor, gap_repair_sensor, automation]
 

@@ -25,6 +25,23 @@ def test_code_location_loads_with_assets_checks_jobs_schedules():
     assert {s.name for s in defs.schedules} == {"daily_batch_schedule", "daily_series_schedule"}
 
 
+@pytest.mark.parametrize("automation", ["on", "off"])
+def test_automation_env_decides_whether_schedules_and_sensors_start(automation, lambda_home, monkeypatch):
+    from crypto_assets.definitions import build_defs
+    from crypto_lambda.config import AUTOMATION_ENV, load_settings
+
+    monkeypatch.setenv(AUTOMATION_ENV, automation)
+    repo = build_defs(load_settings()).get_repository_def()
+    want = "RUNNING" if automation == "on" else "STOPPED"
+    assert {s.name: s.default_status.value for s in repo.sensor_defs} == {
+        "speed_output_sensor": want, "gap_repair_sensor": want, "automation_condition_sensor": want}
+    assert {s.default_status.value for s in repo.schedule_defs} == {want}
+    # our automation sensor covers every asset with a condition, so Dagster adds no stopped default one
+    [automation_sensor] = [s for s in repo.sensor_defs if isinstance(s, dg.AutomationConditionSensorDefinition)]
+    targeted = automation_sensor.asset_selection.resolve(repo.asset_graph)
+    assert {dg.AssetKey("serving_daily"), dg.AssetKey("daily_filled"), dg.AssetKey("forecasts")} <= targeted
+
+
 def test_schedule_requests_yesterday_for_all_symbols_in_one_run(lambda_home):
     from crypto_assets.definitions import build_defs
     from crypto_lambda.config import load_settings

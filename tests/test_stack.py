@@ -131,7 +131,8 @@ def test_up_runs_restarts_and_stops_the_whole_stack(stack: dict[str, Any]) -> No
     with urllib.request.urlopen(request, timeout=30) as response:
         sensors = json.loads(response.read())["data"]["sensorsOrError"]
     states = {s["name"]: s["sensorState"]["status"] for s in sensors["results"]}
-    assert states.items() >= {"speed_output_sensor": "RUNNING", "gap_repair_sensor": "RUNNING"}.items(), sensors
+    assert states.items() >= {"speed_output_sensor": "RUNNING", "gap_repair_sensor": "RUNNING",
+                              "automation_condition_sensor": "RUNNING"}.items(), sensors
 
     # The stream reaches the lake: committed Parquet minute bars.
     bars = SpeedPaths.of(settings).bars
