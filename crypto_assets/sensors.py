@@ -18,6 +18,7 @@ import json
 import dagster as dg
 import pyarrow.parquet as pq
 
+from crypto_assets.backfill import missing_days
 from crypto_assets.jobs import MINUTES_JOB, SPEED_JOB
 from crypto_assets.partitions import multi_key, range_tags
 from crypto_lambda import lake as lk
@@ -62,9 +63,17 @@ def _in_flight(instance: dg.DagsterInstance, job: str, key: str) -> bool:
 
 
 def repair_targets(settings: Settings) -> dict[str, str]:
-    """``date|symbol`` -> reason id for batch partitions that need a REST refill (days up to yesterday)."""
+    """``date|symbol`` -> reason id for batch partitions that need a REST refill (days up to yesterday): days
+    a stream gap marker touches, days below 99 % of their minutes, and days missing since the symbol's first
+    partition (the machine was off). A symbol with no partition yet is left to ``crypto-lambda backfill``:
+    years of minutes are a decision, not a repair."""
     targets: dict[str, str] = {}
     last = yesterday_utc()
+    for symbol in settings.symbols:
+        days = lk.partition_days(settings.lake, lk.RAW_KLINES, symbol)
+        if days:
+            for day in missing_days(settings, symbol, first=days[0], last=last):
+                targets[multi_key(day, symbol)] = f"missing:{today_utc()}"  # tried again tomorrow if it failed
     for gap in read_gaps(settings).itertuples():
         for day in {ms_to_day(gap.from_ms), ms_to_day(gap.to_ms)}:
             if settings.first_minute_day <= day <= last and gap.symbol in settings.symbols:
@@ -103,7 +112,8 @@ def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
 
     @dg.sensor(job_name=MINUTES_JOB, minimum_interval_seconds=60, default_status=status,
-               description="Re-fetch batch partitions covered by stream gap markers or below 99 % of minutes.")
+               description="Re-fetch batch partitions covered by stream gap markers, below 99 % of minutes, "
+                           "or missing since the first partition (catch-up after downtime).")
     def gap_repair_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         tried = set(json.loads(context.cursor)) if context.cursor else set()
         todo = {k: why for k, why in repair_targets(settings).items() if f"{k}@{why}" not in tried}
