@@ -42,6 +42,24 @@ def test_automation_env_decides_whether_schedules_and_sensors_start(automation, 
     assert {dg.AssetKey("serving_daily"), dg.AssetKey("daily_filled"), dg.AssetKey("forecasts")} <= targeted
 
 
+def test_serving_daily_follows_a_speed_update_although_most_speed_days_are_missing(lambda_home):
+    """Every day of speed_daily maps onto a symbol's serving partition and most never exist (the batch layer has
+    them): plain eager() would wait for them forever. One new speed bar must request that symbol's serving."""
+    from crypto_assets.definitions import build_defs
+    from crypto_lambda.config import load_settings
+    from crypto_lambda.timeutil import today_utc
+
+    defs = build_defs(load_settings())
+    selection = dg.AssetSelection.assets("serving_daily")
+    with dg.instance_for_test() as instance:
+        first = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection)
+        assert first.total_requested == 0  # nothing changed yet
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization("speed_daily", partition=f"{today_utc()}|BTCUSDT"))
+        second = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection, cursor=first.cursor)
+        assert second.get_requested_partitions(dg.AssetKey("serving_daily")) == {"BTCUSDT"}
+
+
 def test_schedule_requests_yesterday_for_all_symbols_in_one_run(lambda_home):
     from crypto_assets.definitions import build_defs
     from crypto_lambda.config import load_settings

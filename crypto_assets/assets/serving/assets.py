@@ -8,6 +8,10 @@ from crypto_assets.partitions import SYMBOL_DIM, symbol_partitions
 from crypto_assets.resources import LakeResource
 from crypto_lambda.config import Settings
 
+# eager, minus "no dependency missing": speed_daily maps every day of a symbol onto its serving partition, and
+# most days never have a speed bar (the batch layer has them), so plain eager() would never fire.
+SERVING_CONDITION = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+
 
 def build_serving_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     @dg.asset(
@@ -18,7 +22,7 @@ def build_serving_assets(settings: Settings) -> list[dg.AssetsDefinition]:
             "speed_daily": dg.AssetIn(dagster_type=dg.Nothing, partition_mapping=(
                 dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=SYMBOL_DIM))),
         },
-        automation_condition=dg.AutomationCondition.eager(),
+        automation_condition=SERVING_CONDITION,
         description="Batch bar when the batch day is complete, else speed, else forward fill; source column; "
                     "MA7/MA30 over the merged series.",
     )
