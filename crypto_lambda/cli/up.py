@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Start, in order and each once the previous is ready: the replay exchange (or, with --live, "
                     "the real Binance endpoints), the embedded broker, the WebSocket producer, the Spark "
                     "streaming consumer, the Dagster webserver and daemon (schedules and sensors on) and the "
-                    "live web page (when installed). Logs go to $CRYPTO_LAMBDA_HOME/logs/<component>.log, state "
+                    "live web page. Logs go to $CRYPTO_LAMBDA_HOME/logs/<component>.log, state "
                     "to $CRYPTO_LAMBDA_HOME/stack/state.json; a child that dies is restarted with backoff. "
                     "Ctrl-C or SIGTERM stops everything in reverse order, the consumer between micro-batches. "
                     "`crypto-lambda status` shows each component's health.")
@@ -58,6 +58,6 @@ def cmd_up(args: argparse.Namespace) -> int:
     options = StackOptions(
         live=args.live, exchange_port=args.exchange_port, broker_port=args.broker_port,
         dagster_port=args.dagster_port, web_port=args.web_port, dagster=not args.no_dagster,
-        web=False if args.no_web else None, automation=not args.no_automation, max_restarts=args.max_restarts,
+        web=not args.no_web, automation=not args.no_automation, max_restarts=args.max_restarts,
         ready_timeout=args.ready_timeout, trigger_seconds=args.trigger_seconds)
     return Supervisor(settings, options).run()

@@ -33,7 +33,7 @@ class StackOptions:
     dagster_port: int = 3000
     web_port: int = 8050
     dagster: bool = True
-    web: bool | None = None  # None = when the `web` subcommand exists
+    web: bool = True
     automation: bool = True
     max_restarts: int = 5
     ready_timeout: float = 180.0
@@ -72,16 +72,6 @@ def executable(name: str) -> str:
     if not found:
         raise FileNotFoundError(f"{name} not found beside {sys.executable} or on PATH (pip install -e .)")
     return found
-
-
-def web_available() -> bool:
-    """True when this installation has the ``crypto-lambda web`` subcommand (the live candles page)."""
-    import argparse
-
-    from crypto_lambda.cli import build_parser
-
-    return any(isinstance(action, argparse._SubParsersAction) and "web" in action.choices
-               for action in build_parser()._actions)
 
 
 def base_env(settings: Settings, options: StackOptions, stack_id: str) -> dict[str, str]:
@@ -143,7 +133,7 @@ def build_components(options: StackOptions) -> list[ComponentSpec]:
         specs.append(ComponentSpec(
             "dagster-daemon", [executable("dagster-daemon"), "run", "-w", str(WORKSPACE)],
             ready=("log", "configured with the following daemons"), stop_signal=signal.SIGINT, stop_timeout=30.0))
-    if options.web if options.web is not None else web_available():
+    if options.web:
         url = f"http://{HOST}:{options.web_port}"
         specs.append(ComponentSpec(
             "web", [cl, "web", "--host", HOST, "--port", str(options.web_port)],
