@@ -15,7 +15,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import common  # noqa: E402
 from common import Figure, log  # noqa: E402
 
 from crypto_lambda.spark import LOCAL_SPARK_CONF  # noqa: E402
+from streaming_service.broker import free_port  # noqa: E402
 
 JAVA_OPTS = "spark.driver.extraJavaOptions"
 DISCOVERY = "spark.sql.sources.parallelPartitionDiscovery.threshold"
@@ -89,12 +89,6 @@ def connect_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in CONNECT_MODULES)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def serve_connect(port: int) -> None:
     """A long-lived Spark: the project's own session (get_spark) with the Spark Connect plugin, warmed by one
     rebuild, serving until stdin closes."""
@@ -119,7 +113,7 @@ class ConnectServer:
     """Starts :func:`serve_connect` in a child process and stops it (closing its stdin, then by pid)."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"sc://127.0.0.1:{self.port}"
         self.timings: dict[str, float] = {}
         self._proc: subprocess.Popen | None = None

@@ -18,7 +18,8 @@ import requests
 
 from crypto_lambda.config import load_settings
 from crypto_lambda.timeutil import yesterday_utc
-from tests.conftest import free_port, temp_instance
+from streaming_service.broker import free_port
+from tests.conftest import temp_instance
 
 pytestmark = pytest.mark.timeout(300)
 MINUTE_DAYS = 2
