@@ -219,10 +219,12 @@ def _last_days(settings: Settings, symbol: str, n: int = 7) -> list[str]:
 
 
 def _forecast_lines(settings: Settings) -> list[str]:
+    from crypto_lambda.forecast.outputs import latest_pointer
+
     lines = [f"  {'symbol':<9} {'champion':<28} {'MAPE 1-30':>9} {'naive':>7} {'seeds':>7} {'cov80':>6}"]
     charts = []
     for symbol in settings.symbols:
-        pointer = settings.home / "forecasts" / "latest" / f"{symbol}.json"
+        pointer = latest_pointer(settings.home, symbol)
         if not pointer.exists():
             lines.append(f"  {symbol:<9} (no forecast)")
             continue

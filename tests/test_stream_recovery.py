@@ -160,21 +160,19 @@ def test_recreated_topics_fail_loudly_or_restart_from_zero(spark, lambda_home: P
     paths = SpeedPaths.of(Settings(home=lambda_home))
     topics = Topics.with_prefix("recreated")
     t0 = 1_700_000_000_000 // 60_000 * 60_000
-    config = consumer.ConsumerConfig(bootstrap="", paths=paths, topics=topics, available_now=True,
-                                     queries=("bars",))
-    with EmbeddedBroker(log_path=tmp_path / "first.log") as first:
-        first.create_topics(topics.all(), partitions=1)
-        _send_trades(first.bootstrap, topics, first_id=1, minutes=30, t0=t0)
-        config.bootstrap = first.bootstrap
+    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:  # restart() keeps the port
+        config = consumer.ConsumerConfig(bootstrap=broker.bootstrap, paths=paths, topics=topics,
+                                         available_now=True, queries=("bars",))
+        broker.create_topics(topics.all(), partitions=1)
+        _send_trades(broker.bootstrap, topics, first_id=1, minutes=30, t0=t0)
         consumer.run(config, spark)
-    before = read_speed_bars(Settings(home=lambda_home))
-    # last trade at 29:50, watermark 2 minutes -> 27:50: minutes 0-26 committed, 27-29 held in state
-    assert len(before) == 2 * 27
-    with EmbeddedBroker(log_path=tmp_path / "second.log") as second:  # empty again: 10 minutes < old offsets
-        second.create_topics(topics.all(), partitions=1)
+        before = read_speed_bars(Settings(home=lambda_home))
+        # last trade at 29:50, watermark 2 minutes -> 27:50: minutes 0-26 committed, 27-29 held in state
+        assert len(before) == 2 * 27
+        broker.restart()  # in-memory storage: empty again, and 10 minutes end below the checkpointed offsets
+        broker.create_topics(topics.all(), partitions=1)
         later = t0 + 40 * 60_000
-        _send_trades(second.bootstrap, topics, first_id=10_000, minutes=10, t0=later)
-        config.bootstrap = second.bootstrap
+        _send_trades(broker.bootstrap, topics, first_id=10_000, minutes=10, t0=later)
         with pytest.raises(Exception, match="failOnDataLoss"):  # StreamingQueryException from the source
             consumer.run(config, spark)
         config.fail_on_data_loss = False
