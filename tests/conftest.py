@@ -38,6 +38,17 @@ def server(recording):
         yield srv
 
 
+@pytest.fixture(scope="session")
+def today_server():
+    """One replay exchange serving the sample shifted so it ends today (``.recording`` has the shift), for every
+    test that backfills "up to yesterday" through Dagster and only reads from it."""
+    from crypto_lambda.exchange.recording import Recording
+    from crypto_lambda.exchange.replay import ReplayServer
+
+    with ReplayServer(Recording.from_sample(shift_to_today=True)) as srv:
+        yield srv
+
+
 @pytest.fixture()
 def lambda_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"

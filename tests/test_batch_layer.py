@@ -21,14 +21,11 @@ HISTORY_DAYS = 40
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, spark):
-    from crypto_lambda.exchange.recording import Recording
-    from crypto_lambda.exchange.replay import ReplayKnobs, ReplayServer
-
+def stack(tmp_path_factory: pytest.TempPathFactory, spark, today_server):
     home = tmp_path_factory.mktemp("batch") / "home"
-    recording = Recording.from_sample(shift_to_today=True)
+    server, recording = today_server, today_server.recording
     last = yesterday_utc()
-    with ReplayServer(recording, ReplayKnobs()) as server, pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CRYPTO_LAMBDA_HOME", str(home))
         mp.setenv("DAGSTER_HOME", str(home / "dagster"))
         mp.setenv("BINANCE_API_URL", server.url)

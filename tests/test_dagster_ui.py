@@ -50,14 +50,11 @@ def wait_for_webserver(url: str, proc: subprocess.Popen, log: Path, timeout_s: f
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory: pytest.TempPathFactory, spark):
+def ui(tmp_path_factory: pytest.TempPathFactory, spark, today_server):
     """Backfills the last MINUTE_DAYS days x 2 symbols (one minutes run, one series run) into a temp instance,
     then serves that instance with dagster-webserver on a free loopback port, with the same settings."""
     from crypto_assets.backfill import run_backfill
     from crypto_assets.definitions import build_defs
-    from crypto_lambda.exchange.recording import Recording
-    from crypto_lambda.exchange.replay import ReplayServer
-
     root = tmp_path_factory.mktemp("ui")
     home, dagster_home = root / "home", root / "home" / "dagster"
     last = yesterday_utc()
@@ -65,8 +62,8 @@ def ui(tmp_path_factory: pytest.TempPathFactory, spark):
            "CRYPTO_LAMBDA_SYMBOLS": "BTCUSDT,ETHUSDT",
            "CRYPTO_LAMBDA_START": (last - dt.timedelta(days=MINUTE_DAYS + 1)).isoformat(),
            "CRYPTO_LAMBDA_MINUTE_START": (last - dt.timedelta(days=MINUTE_DAYS - 1)).isoformat()}
-    with ReplayServer(Recording.from_sample(shift_to_today=True)) as server, pytest.MonkeyPatch.context() as mp:
-        env["BINANCE_API_URL"] = server.url
+    with pytest.MonkeyPatch.context() as mp:
+        env["BINANCE_API_URL"] = today_server.url
         for key, value in env.items():
             mp.setenv(key, value)
         settings = load_settings()

@@ -20,23 +20,20 @@ SAMPLE_DAILY = "crypto_lambda/sample/daily/{}_1d.csv"
 
 
 @pytest.fixture(scope="module")
-def loop(tmp_path_factory: pytest.TempPathFactory, spark):
-    from crypto_lambda.exchange.recording import Recording
-    from crypto_lambda.exchange.replay import ReplayServer
+def loop(tmp_path_factory: pytest.TempPathFactory, spark, today_server):
     from streaming_service import consumer
     from streaming_service.broker import EmbeddedBroker
     from streaming_service.harness import ReplayRun
     from streaming_service.topics import SpeedPaths, Topics
 
     home = tmp_path_factory.mktemp("loop") / "home"
-    recording = Recording.from_sample(shift_to_today=True)
+    recording = today_server.recording
     full_day = yesterday_utc() - dt.timedelta(days=1)
     start = day_start_ms(full_day)
     end = start + 86_400_000 + 30 * MINUTE_MS  # a whole day plus half an hour of the next (partial) day
-    with pytest.MonkeyPatch.context() as mp, EmbeddedBroker(log_path=home.parent / "tansu.log") as broker, \
-            ReplayServer(recording) as rest:
+    with pytest.MonkeyPatch.context() as mp, EmbeddedBroker(log_path=home.parent / "tansu.log") as broker:
         mp.setenv("CRYPTO_LAMBDA_HOME", str(home))
-        mp.setenv("BINANCE_API_URL", rest.url)
+        mp.setenv("BINANCE_API_URL", today_server.url)
         mp.setenv("CRYPTO_LAMBDA_START", full_day.isoformat())
         mp.setenv("CRYPTO_LAMBDA_MINUTE_START", full_day.isoformat())
         settings = load_settings()
@@ -51,7 +48,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory, spark):
         from crypto_assets.definitions import build_defs
 
         yield {"settings": settings, "defs": build_defs(settings), "day": full_day,
-               "instance": temp_instance(home / "dagster")}
+               "instance": temp_instance(home / "dagster"), "recording": recording}
 
 
 def recorded(symbol: str, day: dt.date, shift_days: int) -> pd.Series:
@@ -68,7 +65,6 @@ def _sensor(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | No
 def test_sensor_requests_each_changed_partition_once_then_serving_matches_binance(loop):
     from crypto_assets.jobs import SERVING_JOB, SPEED_JOB
     from crypto_assets.partitions import symbol_range_tags
-    from crypto_lambda.exchange.recording import Recording
     from crypto_lambda.timeutil import DAY_MS
 
     settings, defs, instance, day = loop["settings"], loop["defs"], loop["instance"], loop["day"]
@@ -87,7 +83,7 @@ def test_sensor_requests_each_changed_partition_once_then_serving_matches_binanc
         instance=instance, tags=symbol_range_tags(settings.symbols))
     assert result.success
 
-    shift_days = Recording.from_sample(shift_to_today=True).shift_ms // DAY_MS
+    shift_days = loop["recording"].shift_ms // DAY_MS
     from crypto_assets.assets.serving.daily import read_serving
 
     for symbol in settings.symbols:
