@@ -67,6 +67,19 @@ def read_klines(path: Path) -> pd.DataFrame:
     return pq.read_table(path, schema=KLINE_SCHEMA).to_pandas()
 
 
+def atomic_text(path: Path, text: str) -> Path:
+    """Text (JSON, CSV) written via temp file + rename: readers see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
 def write_frame(frame: pd.DataFrame, path: Path, schema: pa.Schema | None = None) -> Path:
     table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     return atomic_write_table(table, path)

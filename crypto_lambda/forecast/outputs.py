@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -41,18 +40,6 @@ def run_stamp(run_id: str | None = None, now: dt.datetime | None = None) -> str:
 
 def latest_pointer(home: Path, symbol: str) -> Path:
     return home / FORECASTS_DIR / "latest" / f"{validate_symbol(symbol)}.json"
-
-
-def atomic_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 def _row(result: ForecastResult, model: str) -> dict[str, float]:
@@ -95,7 +82,7 @@ def write_outputs(result: ForecastResult, home: Path, lake: Path, stamp: str) ->
     files = {
         "forecast": lk.write_frame(result.forecast, folder / "forecast.parquet"),
         "metrics": lk.write_frame(metrics, folder / "metrics.parquet"),
-        "metrics_csv": atomic_text(folder / "metrics.csv", metrics.to_csv(index=False, float_format="%.6g")),
+        "metrics_csv": lk.atomic_text(folder / "metrics.csv", metrics.to_csv(index=False, float_format="%.6g")),
         "cv_by_horizon": lk.write_frame(result.per_horizon.assign(symbol=sym), folder / "cv_by_horizon.parquet"),
         "cv_points": lk.write_frame(result.points.assign(symbol=sym), folder / "cv_points.parquet"),
         "chart_html": write_html(result, folder / "chart.html", root / "_static"),
@@ -104,9 +91,9 @@ def write_outputs(result: ForecastResult, home: Path, lake: Path, stamp: str) ->
     files["lake_metrics"] = lk.write_frame(metrics, lk.symbol_path(lake, FORECAST_METRICS, sym))
     files["lake_forecast"] = lk.write_frame(result.forecast, lk.symbol_path(lake, FORECASTS, sym))
     info = summary(result, stamp, files)
-    files["summary"] = atomic_text(folder / "summary.json", json.dumps(info, indent=2, default=str) + "\n")
+    files["summary"] = lk.atomic_text(folder / "summary.json", json.dumps(info, indent=2, default=str) + "\n")
     info["files"]["summary"] = str(files["summary"])
-    atomic_text(latest_pointer(home, sym), json.dumps(info, indent=2, default=str) + "\n")
+    lk.atomic_text(latest_pointer(home, sym), json.dumps(info, indent=2, default=str) + "\n")
     return info
 
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from crypto_lambda.config import Settings
+from crypto_lambda.lake import atomic_text
 
 
 def stack_dir(settings: Settings) -> Path:
@@ -34,17 +33,7 @@ def now_iso() -> str:
 
 
 def write_state(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(state, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; status may run as another user
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_text(path, json.dumps(state, indent=2, sort_keys=True) + "\n")  # umask mode: status may be another user
 
 
 def read_state(path: Path) -> dict[str, Any] | None:
