@@ -85,7 +85,7 @@ def _local(output: Path, uri: str) -> Path:
     return output.joinpath(*tail)
 
 
-def _partition_values(path: Path) -> dict[str, str]:
+def partition_values(path: Path) -> dict[str, str]:
     return dict(p.split("=", 1) for p in path.parts if "=" in p)
 
 
@@ -96,7 +96,7 @@ def read_speed_bars(settings: Settings, symbol: str | None = None, day: dt.date 
     wanted_symbol = validate_symbol(symbol) if symbol else None
     tables = []
     for path in committed_files(output):
-        values = _partition_values(path.relative_to(output) if path.is_relative_to(output) else path)
+        values = partition_values(path.relative_to(output) if path.is_relative_to(output) else path)
         if wanted_symbol and values.get("symbol") != wanted_symbol:
             continue
         if day and values.get("date") != day.isoformat():

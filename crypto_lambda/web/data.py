@@ -14,13 +14,13 @@ import datetime as dt
 import math
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pandas as pd
 
+from crypto_lambda import lake as lk
 from crypto_lambda.config import Settings
 from crypto_lambda.timeutil import MINUTE_MS
-from streaming_service.speed_lake import committed_files, provisional_daily_bar, read_speed_bars
+from streaming_service.speed_lake import committed_files, partition_values, provisional_daily_bar, read_speed_bars
 from streaming_service.topics import SpeedPaths
 
 MAX_MINUTES = 1440
@@ -46,7 +46,7 @@ def committed_days(paths: SpeedPaths, symbol: str) -> list[dt.date]:
     """UTC days with committed minute bars for ``symbol``, from the sink's log (no Parquet is opened)."""
     days: set[dt.date] = set()
     for path in committed_files(paths.bars):
-        values = dict(p.split("=", 1) for p in path.parts if "=" in p)
+        values = partition_values(path)
         if values.get("symbol") == symbol and "date" in values:
             try:
                 days.add(dt.date.fromisoformat(values["date"]))
@@ -56,15 +56,9 @@ def committed_days(paths: SpeedPaths, symbol: str) -> list[dt.date]:
 
 
 def provisional_days(paths: SpeedPaths, symbol: str) -> list[dt.date]:
-    """UTC days the kline stream has in-progress minutes for (``speed_provisional_1m/SYMBOL/DAY.parquet``)."""
-    folder: Path = paths.provisional / symbol
-    days = []
-    for file in folder.glob("*.parquet") if folder.is_dir() else []:
-        try:
-            days.append(dt.date.fromisoformat(file.stem))
-        except ValueError:
-            continue
-    return sorted(days)
+    """UTC days the kline stream has in-progress minutes for (``speed_provisional_1m/SYMBOL/DAY.parquet``,
+    the lake's per-day layout)."""
+    return lk.partition_days(paths.provisional.parent, paths.provisional.name, symbol)
 
 
 def bar_dict(row) -> dict:
