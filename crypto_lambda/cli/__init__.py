@@ -28,8 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("alembic", "py4j", "urllib3", "prophet", "cmdstanpy", "kafka"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for noisy in () if args.verbose else ("alembic", "py4j", "urllib3", "prophet", "cmdstanpy", "kafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)  # -v shows the libraries' own chatter too
     # Dagster flags the beta APIs we chose deliberately (backfill policies, partition mappings) on every load.
     warnings.filterwarnings("ignore", message=r".*is currently in beta")
     try:
