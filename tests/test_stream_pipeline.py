@@ -35,11 +35,6 @@ def broker(tmp_path_factory: pytest.TempPathFactory):
         yield running
 
 
-@pytest.fixture(scope="module")
-def recording() -> Recording:
-    return Recording.from_sample()
-
-
 def _start(recording: Recording, days: int) -> int:
     return recording.minute_span("BTCUSDT")[0] + days * 86_400_000 + 9 * HOUR
 

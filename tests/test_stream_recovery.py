@@ -26,11 +26,6 @@ HOUR = 3_600_000
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 
 
-@pytest.fixture(scope="module")
-def recording() -> Recording:
-    return Recording.from_sample()
-
-
 def _count(folder: Path) -> int:
     return len([p for p in folder.iterdir() if p.name.isdigit()]) if folder.is_dir() else 0
 
