@@ -250,6 +250,11 @@ class StreamProducer:
             task.cancel()
         if not done:
             log.warning("rotation: the new connection delivered nothing in 30 s; switching anyway")
+        # The old connection may still hold events from before the new one's first: keep it active until it
+        # has delivered them (trade dedup would otherwise drop them as older than the new stream's ids).
+        deadline = time.monotonic() + 5.0
+        while not self._old_caught_up(new_id) and time.monotonic() < deadline and not old_reader.done():
+            await asyncio.sleep(0.01)
         self._active = new_id  # from here on the new connection's events go straight through ...
         for text in self._buffers.pop(new_id, []):  # ... after what it buffered (no await in between)
             self.handle(text, new_id)
@@ -259,6 +264,19 @@ class StreamProducer:
         self.stats.rotations += 1
         log.info("rotated the websocket connection (now %d)", new_id)
         return new_id, new, new_reader
+
+    def _old_caught_up(self, new_id: int) -> bool:
+        """True when, for every symbol the new connection has trades for, the active (old) connection has
+        forwarded the trade just before the new one's first (Binance trade ids are consecutive per symbol)."""
+        firsts: dict[str, int] = {}
+        for text in self._buffers.get(new_id, []):
+            try:
+                data = json.loads(text).get("data") or {}
+            except (ValueError, AttributeError):
+                continue
+            if data.get("e") == "trade" and isinstance(data.get("s"), str):
+                firsts.setdefault(data["s"], int(data.get("t", -1)))
+        return all(self.trade_hw.get(sym, -1) >= first_id - 1 for sym, first_id in firsts.items())
 
     async def _backoff(self, attempt: int, reason: str) -> None:
         delay = min(self.config.backoff_max_s, self.config.backoff_initial_s * 2 ** (attempt - 1))
