@@ -25,6 +25,7 @@ logs are not interchangeable.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
@@ -55,6 +56,20 @@ STREAM_SQL_CONF: dict[str, str] = {
         "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
     "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
 }
+
+
+# Task slots of a consumer process's own local Spark (SPARK_MASTER or CRYPTO_LAMBDA_SPARK_CONF still win):
+# twice the cores, because the source's tasks wait on the broker and the two queries run side by side. With
+# local[2] the full consumer left a core idle part of the time: 19,317 msg/s, with local[4] 27,528 (2 cores,
+# bench/bench_streaming.py).
+STREAM_SPARK_DEFAULTS: dict[str, str] = {"spark.master": f"local[{2 * (os.cpu_count() or 1)}]"}
+
+
+def stream_spark():
+    """The consumer process's SparkSession (a session that already exists is reused as it is)."""
+    from crypto_lambda.spark import get_spark
+
+    return get_spark(defaults=STREAM_SPARK_DEFAULTS)
 
 
 @dataclass
@@ -141,7 +156,7 @@ def _trigger(config: ConsumerConfig) -> dict:
 
 def start_bars(spark, fmt: str, config: ConsumerConfig):
     kafka = read_kafka(spark, fmt, config, (config.topics.trades,))
-    trades = bars.valid_trades(bars.parse_events(kafka, config.expected(), trades_only=True))
+    trades = bars.valid_trades(bars.parse_events(kafka, config.expected()))
     out = bars.minute_bars(trades, config.watermark, config.dedup)
     return (out.writeStream.queryName("speed-bars").format("parquet").outputMode("append")
             .option("path", str(config.paths.bars))
@@ -263,9 +278,7 @@ def _stop_between_batches(queries: list, timeout: float = 60.0) -> None:
 def run(config: ConsumerConfig, spark=None, stop: threading.Event | None = None) -> list:
     """Run until the queries end (available-now), one fails, or ``stop`` is set (e.g. by a signal handler:
     it only sets the event, because a py4j call from a handler would re-enter the blocked main thread's)."""
-    from crypto_lambda.spark import get_spark
-
-    spark = spark or get_spark()
+    spark = spark or stream_spark()
     queries = start(spark, config)
     progress = ProgressLog()
     try:
