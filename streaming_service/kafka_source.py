@@ -2,14 +2,14 @@
 
 PySpark 4.3's Python Data Source API: offsets are ``{"topic": {"partition": next_offset}}`` (the shape of the
 native source's JSON offsets) and live in Spark's checkpoint, never in Kafka; tasks read their offset range
-with kafka-python's ``assign``/``seek`` and no consumer group, so restarts re-read exactly the journaled ranges
+with ``assign``/``seek`` and no consumer group, so restarts re-read exactly the journaled ranges
 (exactly-once with an idempotent sink). Options and output columns mirror ``format("kafka")``:
 ``kafka.bootstrap.servers``, ``subscribe``, ``startingOffsets`` (earliest|latest|JSON),
 ``maxOffsetsPerTrigger``, ``failOnDataLoss``, ``kafkaConsumer.pollTimeoutMs``; columns key, value, topic,
 partition, offset, timestamp, timestampType.
 
-Record CRCs are always verified: the ``crc32c`` dependency makes kafka-python do it in C (its pure-Python
-CRC32C was half of the read cost).
+Two clients, each where it is strongest: kafka-python plans (metadata and the exact end offsets below), and
+confluent-kafka (librdkafka) reads the records, the hot path. Record CRCs are always verified.
 
 tansu quirk: ListOffsets(latest) reports the base offset of the last record batch, not the end. The end is
 taken from the high watermark a Fetch at that offset returns (exact on Apache Kafka too, where the Fetch
@@ -192,7 +192,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         assert isinstance(partition, OffsetRange)
-        return read_range(self.bootstrap, partition, self.poll_timeout_ms)
+        return read_range(self.bootstrap, partition, self.poll_timeout_ms,
+                          fail_on_data_loss=self.fail_on_data_loss)
 
     def commit(self, end: dict) -> None:
         """Nothing to do: the offsets live in Spark's checkpoint, Kafka keeps no consumer state for us."""
@@ -203,43 +204,82 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             self._probe = None
 
 
-def read_range(bootstrap: str, rng: OffsetRange, poll_timeout_ms: int = 120000,
-               chunk: int = 20000) -> Iterator[pa.RecordBatch]:
-    """Yield Arrow batches of exactly the records in ``[rng.start, rng.until)``."""
-    from kafka import TopicPartition
+# librdkafka's timestamp types (0 none, 1 create, 2 log append) -> Kafka's ids, as format("kafka") reports them
+_TIMESTAMP_TYPE = {0: -1, 1: 0, 2: 1}
 
-    consumer = _consumer(bootstrap, fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
-                         max_poll_records=chunk, fetch_max_wait_ms=50)
-    tp = TopicPartition(rng.topic, rng.partition)
+
+def _range_consumer(bootstrap: str, fail_on_data_loss: bool = True):
+    """librdkafka consumer for a task's offset range: assign/seek only, no group membership, no commits. An
+    offset the broker no longer has is an error unless ``failOnDataLoss`` is false (then: its earliest)."""
+    from confluent_kafka import Consumer
+
+    return Consumer({
+        "bootstrap.servers": bootstrap, "group.id": "crypto-lambda-source", "client.id": "crypto-lambda-source",
+        "enable.auto.commit": False, "enable.auto.offset.store": False, "enable.partition.eof": False,
+        "check.crcs": True, "fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 16 << 20,
+        "fetch.wait.max.ms": 50, "queued.max.messages.kbytes": 65536, "log.connection.close": False,
+        "auto.offset.reset": "error" if fail_on_data_loss else "earliest",
+    })
+
+
+def read_range(bootstrap: str, rng: OffsetRange, poll_timeout_ms: int = 120000, chunk: int = 20000,
+               fail_on_data_loss: bool = True) -> Iterator[pa.RecordBatch]:
+    """Yield Arrow batches of exactly the records in ``[rng.start, rng.until)``.
+
+    Read with confluent-kafka (librdkafka, C) rather than kafka-python: it decodes and CRC-checks a record in
+    about 2.7 us of CPU against 12 us (measured on 300k trades against tansu), and every record of every topic
+    passes here, once per query. kafka-python still plans the ranges (:func:`probe_end_offsets`).
+    """
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka import TopicPartition as RangeTopicPartition
+
+    consumer = _range_consumer(bootstrap, fail_on_data_loss)
     try:
-        consumer.assign([tp])
-        consumer.seek(tp, rng.start)
+        consumer.assign([RangeTopicPartition(rng.topic, rng.partition, rng.start)])
         position = rng.start
         idle_since = time.monotonic()
         while position < rng.until:
-            records = consumer.poll(timeout_ms=500, max_records=chunk).get(tp, [])
-            cols: dict[str, list] = {name: [] for name in ARROW_SCHEMA.names}
-            for rec in records:
-                if rec.offset < position:
+            messages = consumer.consume(chunk, 0.5)
+            keys: list = []
+            values: list = []
+            offsets: list[int] = []
+            stamps: list = []
+            types: list[int] = []
+            for msg in messages:
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    if error.code() == KafkaError._AUTO_OFFSET_RESET:
+                        raise RuntimeError(f"{rng.topic}-{rng.partition}: offset {position} is no longer on the "
+                                           f"broker ({error.str()}); set failOnDataLoss=false to skip what is "
+                                           "lost")
+                    raise KafkaException(error)
+                offset = msg.offset()
+                if offset < position:
                     continue
-                if rec.offset >= rng.until:
+                if offset >= rng.until:
                     position = rng.until
                     break
-                cols["key"].append(rec.key)
-                cols["value"].append(rec.value)
-                cols["offset"].append(rec.offset)
-                cols["timestamp"].append(rec.timestamp * 1000 if rec.timestamp is not None else None)
-                cols["timestampType"].append(rec.timestamp_type)
-                position = rec.offset + 1
-            if cols["offset"]:
+                keys.append(msg.key())
+                values.append(msg.value())
+                offsets.append(offset)
+                kind, stamp = msg.timestamp()
+                stamps.append(stamp * 1000 if kind else None)
+                types.append(_TIMESTAMP_TYPE.get(kind, -1))
+                position = offset + 1
+            if offsets:
                 idle_since = time.monotonic()
-                n = len(cols["offset"])
-                cols["topic"] = [rng.topic] * n
-                cols["partition"] = [rng.partition] * n
-                yield pa.RecordBatch.from_pydict(cols, schema=ARROW_SCHEMA)
+                n = len(offsets)
+                yield pa.RecordBatch.from_arrays(
+                    [pa.array(keys, pa.binary()), pa.array(values, pa.binary()),
+                     pa.array([rng.topic] * n, pa.string()), pa.array([rng.partition] * n, pa.int32()),
+                     pa.array(offsets, pa.int64()), pa.array(stamps, pa.timestamp("us", tz="UTC")),
+                     pa.array(types, pa.int32())], schema=ARROW_SCHEMA)
                 continue
-            if not records:  # offsets may skip (compaction, transaction markers): trust the fetch position
-                position = max(position, consumer.position(tp))
+            if not messages:  # offsets may skip (compaction, transaction markers): trust the fetch position
+                fetched = consumer.position([RangeTopicPartition(rng.topic, rng.partition)])[0].offset
+                position = max(position, fetched)
             if time.monotonic() - idle_since > poll_timeout_ms / 1000:
                 raise TimeoutError(f"{rng.topic}-{rng.partition}: no records at offset {position} "
                                    f"(wanted up to {rng.until}) within {poll_timeout_ms} ms")
