@@ -180,11 +180,10 @@ def child_drain(bootstrap: str, prefix: str, per_trigger: int, queries: str, ded
     days, so its JIT is warm: 3 batches of 10k left the JIT compilers with ~20 % of the CPU during the
     measurement), then replay the whole topic with a fresh checkpoint in available-now mode."""
     from crypto_lambda.config import Settings
-    from crypto_lambda.spark import get_spark
     from streaming_service import consumer
     from streaming_service.topics import SpeedPaths
 
-    spark = get_spark()
+    spark = consumer.stream_spark()
 
     def config(name: str, limit: int, **extra: object) -> consumer.ConsumerConfig:
         return consumer.ConsumerConfig(bootstrap=bootstrap, paths=SpeedPaths.of(Settings(home=home / name)),

@@ -291,4 +291,9 @@ def test_env_spark_conf_parses_and_rejects(monkeypatch: pytest.MonkeyPatch) -> N
     assert conf["spark.app.name"] == spark.LOCAL_SPARK_CONF["spark.app.name"]
     monkeypatch.delenv(spark.SPARK_CONF_ENV)
     monkeypatch.delenv("SPARK_JARS_PACKAGES")
+    monkeypatch.delenv("SPARK_MASTER", raising=False)
     assert spark.spark_conf() == spark.LOCAL_SPARK_CONF
+    # A caller's defaults (the consumer's task slots) beat the local ones and lose to the environment.
+    assert spark.spark_conf(defaults={"spark.master": "local[4]"})["spark.master"] == "local[4]"
+    monkeypatch.setenv("SPARK_MASTER", "spark://m:7077")
+    assert spark.spark_conf(defaults={"spark.master": "local[4]"})["spark.master"] == "spark://m:7077"

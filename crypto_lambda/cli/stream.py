@@ -199,12 +199,10 @@ def cmd_consume(args: argparse.Namespace) -> int:
     stop = threading.Event()
     spark = None
     if not config.available_now:  # stop between micro-batches (a cancelled one would just re-run)
-        from crypto_lambda.spark import get_spark
-
         # The SparkContext installs its own SIGINT handler (cancel every job, raise KeyboardInterrupt), so the
         # session is created first and our handlers replace it: Ctrl-C and SIGTERM (`crypto-lambda up`) both
         # end the queries between micro-batches.
-        spark = get_spark()
+        spark = consumer.stream_spark()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
     consumer.run(config, spark=spark, stop=stop)
