@@ -10,7 +10,7 @@ Two queries on one SparkSession, each with its own checkpoint under ``checkpoint
   replayed batch overwrites itself), in one pass (:func:`bars.side_records`): quarantines every invalid
   record (raw bytes, reason, position), stores gap markers, and folds the newest kline update of each minute
   into the provisional files behind :func:`speed_lake.provisional_daily_bar` (today's bar within one trigger
-  of a tick). The bars query parses trades only; a record's verdict is the same in both queries.
+  of a tick). Both queries parse with :func:`bars.parse_events`, so a record gets the same verdict in each.
 
 A minute's committed bar appears once the watermark passes its end, i.e. about a minute plus the watermark
 delay after it opened; until then the provisional file has it. In ``available_now`` mode a run stops when
