@@ -70,6 +70,27 @@ class ProducerStats:
     max_lag_ms: int = 0
 
 
+@dataclass
+class _Buffered:
+    """What a connection being rotated in has sent before it becomes the active one, with the two facts the
+    handover waits on, taken as each message arrives (not re-parsed on every check)."""
+
+    texts: list[str] = field(default_factory=list)
+    first_ms: int | None = None  # earliest exchange event time
+    first_trade: dict[str, int] = field(default_factory=dict)  # symbol -> first trade id
+
+    def add(self, text: str) -> None:
+        self.texts.append(text)
+        try:
+            data = json.loads(text).get("data") or {}
+        except (ValueError, AttributeError):
+            return
+        if isinstance(data.get("E"), int):
+            self.first_ms = data["E"] if self.first_ms is None else min(self.first_ms, data["E"])
+        if data.get("e") == "trade" and isinstance(data.get("s"), str):
+            self.first_trade.setdefault(data["s"], int(data.get("t", -1)))
+
+
 class StreamProducer:
     """Run with ``await run()`` (stops when ``stop()`` is called) or :meth:`start_thread` for tests."""
 
@@ -87,7 +108,7 @@ class StreamProducer:
         self.gap_markers: list[dict] = []
         self._active = 0
         self._active_event_ms = 0  # newest exchange event time the active connection delivered (any stream)
-        self._buffers: dict[int, list[str]] = {}
+        self._buffers: dict[int, _Buffered] = {}  # connection being rotated in -> what it sent so far
         self._first_data: dict[int, asyncio.Event] = {}
         self._opened: dict[int, float] = {}
         self._stop: asyncio.Event | None = None
@@ -98,7 +119,7 @@ class StreamProducer:
 
     def handle(self, text: str, conn: int) -> None:
         if conn != self._active:
-            self._buffers.setdefault(conn, []).append(text)
+            self._buffers.setdefault(conn, _Buffered()).add(text)
             event = self._first_data.get(conn)
             if event is not None:
                 event.set()
@@ -258,7 +279,7 @@ class StreamProducer:
         while not self._old_caught_up(new_id) and time.monotonic() < deadline and not old_reader.done():
             await asyncio.sleep(0.01)
         self._active = new_id  # from here on the new connection's events go straight through ...
-        for text in self._buffers.pop(new_id, []):  # ... after what it buffered (no await in between)
+        for text in self._buffers.pop(new_id, _Buffered()).texts:  # ... after its buffer (no await between)
             self.handle(text, new_id)
         self._first_data.pop(new_id, None)
         old_reader.cancel()
@@ -274,20 +295,10 @@ class StreamProducer:
         the new one's first (Binance trade ids are consecutive per symbol). The time rule covers the symbols
         the new connection has no trade for yet: a kline update as its first event let the old connection be
         closed with trades of the other symbol still in flight (lost, about 1 run in 10)."""
-        firsts: dict[str, int] = {}
-        first_ms: int | None = None
-        for text in self._buffers.get(new_id, []):
-            try:
-                data = json.loads(text).get("data") or {}
-            except (ValueError, AttributeError):
-                continue
-            if data.get("E") is not None:
-                first_ms = int(data["E"]) if first_ms is None else min(first_ms, int(data["E"]))
-            if data.get("e") == "trade" and isinstance(data.get("s"), str):
-                firsts.setdefault(data["s"], int(data.get("t", -1)))
-        if first_ms is None or self._active_event_ms < first_ms:
+        new = self._buffers.get(new_id)
+        if new is None or new.first_ms is None or self._active_event_ms < new.first_ms:
             return False
-        return all(self.trade_hw.get(sym, -1) >= first_id - 1 for sym, first_id in firsts.items())
+        return all(self.trade_hw.get(sym, -1) >= first_id - 1 for sym, first_id in new.first_trade.items())
 
     async def _backoff(self, attempt: int, reason: str) -> None:
         delay = min(self.config.backoff_max_s, self.config.backoff_initial_s * 2 ** (attempt - 1))
