@@ -129,19 +129,14 @@ def load(bootstrap: str, topic: str, count: int, workdir: Path) -> float:
     return count / (time.perf_counter() - started)
 
 
-def source_reader_rate(bootstrap: str, topic: str) -> float:
-    """The Python source's task body alone: every record of the topic into Arrow batches, no Spark."""
-    from kafka import TopicPartition
-
+def source_reader_rate(bootstrap: str, ends: dict[tuple[str, int], int]) -> float:
+    """The Python source's task body alone: every record of the partitions (``ends`` as
+    :func:`raw_consume` found them) into Arrow batches, no Spark."""
     from streaming_service.kafka_source import OffsetRange, read_range
 
-    consumer = _consumer(bootstrap)
-    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-    ends = probe_end_offsets(consumer, tps)
-    consumer.close()
     started, n = time.perf_counter(), 0
-    for tp in tps:
-        for batch in read_range(bootstrap, OffsetRange(topic, tp.partition, 0, ends[tp])):
+    for (topic, partition), end in sorted(ends.items()):
+        for batch in read_range(bootstrap, OffsetRange(topic, partition, 0, end)):
             n += batch.num_rows
     return n / (time.perf_counter() - started)
 
@@ -347,9 +342,9 @@ def measure(args: argparse.Namespace) -> tuple[list[Figure], dict]:
         log(f"load: {args.messages:,} trades into {topics.trades}; load average {os.getloadavg()[0]:.1f}")
         load_rate = load(broker.bootstrap, topics.trades, args.messages, workdir)
         log(f"  {load_rate:,.0f} msg/s from 2 generator processes")
-        raw_rate, raw_n, _ = raw_consume(broker.bootstrap, topics.trades)
+        raw_rate, raw_n, stamps = raw_consume(broker.bootstrap, topics.trades)
         log(f"raw kafka-python consume: {raw_n:,} records, {raw_rate:,.0f} msg/s")
-        reader_rate = source_reader_rate(broker.bootstrap, topics.trades)
+        reader_rate = source_reader_rate(broker.bootstrap, {tp: len(ts) for tp, ts in stamps.items()})
         log(f"the Python source's reader alone (confluent-kafka -> Arrow): {reader_rate:,.0f} msg/s")
         runs = {}
         plan = (("bars", "bars", True), ("bars-nodedup", "bars", False), ("full", "bars,side", True))
