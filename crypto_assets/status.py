@@ -52,8 +52,7 @@ def collect_status(settings: Settings, instance: dg.DagsterInstance) -> dict:
             "severity": evaluation.severity.value if evaluation else None,
             "at": _iso(record.create_timestamp) if record else None,
         }
-    # A failed WARN check (e.g. interval coverage) is reported, but only an ERROR check makes the lake unhealthy.
-    failed = [k for k, v in checks.items() if v["passed"] is False and v["severity"] != "WARN"]
+    failed = failed_checks(checks)
     return {
         "home": str(settings.home),
         "first_minute_day": str(settings.first_minute_day),
@@ -62,6 +61,12 @@ def collect_status(settings: Settings, instance: dg.DagsterInstance) -> dict:
         "checks": checks,
         "healthy": not failed and all(s["missing_days"] == 0 for s in symbols.values()),
     }
+
+
+def failed_checks(checks: dict[str, dict]) -> list[str]:
+    """The checks that make the lake unhealthy: a failed WARN check (e.g. interval coverage) is reported, but
+    only a failed ERROR check counts."""
+    return [k for k, v in checks.items() if v["passed"] is False and v["severity"] != "WARN"]
 
 
 def format_status(status: dict) -> str:

@@ -94,14 +94,17 @@ def test_both_checks_ran_and_the_champion_beats_naive(run):
 
 
 def test_status_lists_the_forecast_checks_and_only_errors_make_it_unhealthy(run):
-    from crypto_assets.status import collect_status, format_status
+    from crypto_assets.status import collect_status, failed_checks, format_status
 
     status = collect_status(run["settings"], run["instance"])
     mape, coverage = status["checks"]["forecasts:mape_vs_naive"], status["checks"]["forecasts:interval_coverage"]
     assert mape["passed"] is True and coverage["passed"] is not None
     assert status["last_materialization"]["forecasts"] is not None
-    failed_errors = [k for k, v in status["checks"].items() if v["passed"] is False and v["severity"] != "WARN"]
-    assert failed_errors == []  # a WARN (coverage outside 70-90 %) must not be what makes it unhealthy
+    assert mape["severity"] == "ERROR" and coverage["severity"] == "WARN"
+    assert failed_checks(status["checks"]) == []  # a WARN (coverage outside 70-90 %) must not make it unhealthy
+    assert failed_checks({"a:warn": {"passed": False, "severity": "WARN"},
+                          "b:error": {"passed": False, "severity": "ERROR"},
+                          "c:ok": {"passed": True, "severity": "ERROR"}}) == ["b:error"]
     text = format_status(status)
     assert "forecasts:mape_vs_naive" in text and ("WARNING" in text) == (coverage["passed"] is False)
 

@@ -25,11 +25,10 @@ DAILY_FIELDS = ("date", "open", "high", "low", "close", "volume", "minutes", "as
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory, spark):
+def live(tmp_path_factory: pytest.TempPathFactory, spark, today_server):
     """Streams the 50th to 20th minute before now (recording shifted so it ends today) through the real
     pipeline, then serves the output. ``more()`` streams the next 15 minutes into the same topics and
     checkpoints, as a running consumer would."""
-    from crypto_lambda.exchange.recording import Recording
     from streaming_service import consumer
     from streaming_service.broker import EmbeddedBroker
     from streaming_service.harness import ReplayRun
@@ -39,7 +38,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, spark):
     settings = Settings(home=home, symbols=SYMBOLS)
     paths = SpeedPaths.of(settings)
     topics = Topics.with_prefix("live")
-    recording = Recording.from_sample(shift_to_today=True)
+    recording = today_server.recording
     now = int(time.time() * 1000) // MINUTE_MS * MINUTE_MS
     windows = [(now - 50 * MINUTE_MS, now - 20 * MINUTE_MS), (now - 20 * MINUTE_MS, now - 5 * MINUTE_MS)]
     with EmbeddedBroker(log_path=home.parent / "tansu.log") as broker:
@@ -143,6 +142,8 @@ def test_api_serves_what_the_readers_read(live) -> None:
         assert [b["c"] for b in data["bars"]] == list(want["close"])
         assert data["latest"] == data["bars"][-1]
         assert data["daily"]["date"] == dt.date.fromisoformat(data["daily"]["date"]).isoformat()
+        # the provisional day is the newest streamed day: never before the newest committed bar's day
+        assert data["daily"]["date"] >= pd.Timestamp(data["latest"]["t"], unit="ms", tz="UTC").date().isoformat()
         assert data["data_time_ms"] >= data["latest"]["t"] + MINUTE_MS
 
 

@@ -294,9 +294,9 @@ def test_from_paths_daily_only(tmp_path):
         Recording.from_paths([tmp_path / "missing.feather"])
 
 
-def test_cli_serves_until_sigterm():
+def test_cli_serves_until_sigterm(recording: Recording):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "REPLAY_WS_SPEED": "7"}  # the option wins over the env
-    start_ms = Recording.from_sample().minute_span("BTCUSDT")[0] + 86_400_000
+    start_ms = recording.minute_span("BTCUSDT")[0] + 86_400_000
     proc = subprocess.Popen([*CLI, "replay-exchange", "--port", "0", "--ws-speed", "60", "--ws-start-ms",
                              str(start_ms), "--ws-trades-per-minute", "5"], stderr=subprocess.PIPE, text=True,
                             env=env)

@@ -23,11 +23,6 @@ from streaming_service.spill import SpilledRecord, SpillFile
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(scope="module")
-def recording() -> Recording:
-    return Recording.from_sample()
-
-
 def test_synthesised_trades_reproduce_every_recorded_minute(recording: Recording) -> None:
     knobs = StreamKnobs(trades_per_minute=40)
     for symbol in recording.symbols:
