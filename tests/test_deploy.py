@@ -157,6 +157,7 @@ def test_consumer_sets_kafka_connector_matching_pyspark(compose: dict[str, Any])
     assert "--format" in _command(consumer) and _command(consumer)[_command(consumer).index("--format") + 1] == "kafka"
     # The image resolves the same package at build time, so the consumer starts without Maven Central.
     assert f"ARG SPARK_KAFKA_PACKAGE={package}" in (ROOT / "Dockerfile").read_text()
+    assert consumer["build"]["args"]["SPARK_KAFKA_PACKAGE"] == package
 
 
 def test_consumer_spark_conf_is_accepted_by_spark_py(compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
