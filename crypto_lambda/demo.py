@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import threading
@@ -135,6 +134,9 @@ def _stream(state: DemoState, recording, stream_seconds: float) -> None:
     with EmbeddedBroker(log_path=settings.home / "logs" / "demo-broker.log") as broker:
         broker.create_topics(topics.all(), partitions=2)
         config = consumer.ConsumerConfig(bootstrap=broker.bootstrap, paths=paths, topics=topics, trigger_seconds=5)
+        # The broker is new and empty on every demo: a previous demo's checkpoint (offsets beyond these topics'
+        # ends, a watermark past today's early minutes) and its output would not fit; today is replayed anew.
+        consumer.reset(config)
         stop = threading.Event()
         failure: list[BaseException] = []
 
@@ -148,22 +150,24 @@ def _stream(state: DemoState, recording, stream_seconds: float) -> None:
         thread.start()
         log.info("streaming %d recorded minutes x %d symbols at %.0fx (about %.0f s) through %s", minutes,
                  len(settings.symbols), speed, minutes * 60 / speed, broker.bootstrap)
-        with ReplayRun(recording, broker.bootstrap, topics, paths.spill, start, end, speed=speed,
-                       symbols=settings.symbols, trades_per_minute=TRADES_PER_MINUTE) as replay:
-            replay.wait_until_done(timeout=stream_seconds * 3 + 120)
-            stats = replay.producer.publisher.stats
-            state.notes["messages"] = stats.acked
-        # The watermark (2 minutes) holds back the newest minutes; the provisional bar already has them.
-        wanted = pd.Timestamp(end - 4 * MINUTE_MS, unit="ms", tz="UTC")
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not failure:
-            bars = read_speed_bars(settings)
-            newest = bars.groupby("symbol")["open_time"].max() if len(bars) else pd.Series(dtype=object)
-            if len(newest) == len(settings.symbols) and (newest >= wanted).all():
-                break
-            time.sleep(2)
-        stop.set()
-        thread.join(timeout=120)
+        try:
+            with ReplayRun(recording, broker.bootstrap, topics, paths.spill, start, end, speed=speed,
+                           symbols=settings.symbols, trades_per_minute=TRADES_PER_MINUTE) as replay:
+                replay.wait_until_done(timeout=stream_seconds * 3 + 120)
+                stats = replay.producer.publisher.stats
+                state.notes["messages"] = stats.acked
+            # The watermark (2 minutes) holds back the newest minutes; the provisional bar already has them.
+            wanted = pd.Timestamp(end - 4 * MINUTE_MS, unit="ms", tz="UTC")
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and not failure:
+                bars = read_speed_bars(settings)
+                newest = bars.groupby("symbol")["open_time"].max() if len(bars) else pd.Series(dtype=object)
+                if len(newest) == len(settings.symbols) and (newest >= wanted).all():
+                    break
+                time.sleep(2)
+        finally:  # the queries must end before their broker does, also when the replay timed out
+            stop.set()
+            thread.join(timeout=120)
     if failure:
         raise RuntimeError(f"streaming consumer failed: {failure[0]}") from failure[0]
     bars = read_speed_bars(settings)
@@ -203,8 +207,7 @@ def _forecasts(state: DemoState, defs, instance) -> None:
 def _count_rows(folder: Path) -> int:
     import pyarrow.parquet as pq
 
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in folder.rglob("*.parquet")
-               if "_spark_metadata" not in f.parts) if folder.is_dir() else 0
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in folder.rglob("*.parquet")) if folder.is_dir() else 0
 
 
 def _last_days(settings: Settings, symbol: str, n: int = 7) -> list[str]:
@@ -219,16 +222,15 @@ def _last_days(settings: Settings, symbol: str, n: int = 7) -> list[str]:
 
 
 def _forecast_lines(settings: Settings) -> list[str]:
-    from crypto_lambda.forecast.outputs import latest_pointer
+    from crypto_lambda.forecast.outputs import read_latest
 
     lines = [f"  {'symbol':<9} {'champion':<28} {'MAPE 1-30':>9} {'naive':>7} {'seeds':>7} {'cov80':>6}"]
     charts = []
     for symbol in settings.symbols:
-        pointer = latest_pointer(settings.home, symbol)
-        if not pointer.exists():
+        info = read_latest(settings.home, symbol)
+        if info is None:
             lines.append(f"  {symbol:<9} (no forecast)")
             continue
-        info = json.loads(pointer.read_text())
         fig = info["figures"]
         champ = fig[info["champion"]]
         naive = fig.get("naive", {}).get("mean_mape", float("nan"))
