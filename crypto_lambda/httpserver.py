@@ -1,9 +1,10 @@
 """An aiohttp application on its own event loop in a background thread: how the replay exchange and the live
-page run inside tests, the demo and benchmarks (the CLIs serve in the foreground instead)."""
+page run inside tests, the demo and benchmarks, and behind their CLIs (:meth:`serve_until_signal`)."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 from typing import Self
 
@@ -73,6 +74,18 @@ class BackgroundServer:
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
         self.port = int(self._runner.addresses[0][1])
+
+    def serve_until_signal(self) -> None:
+        """Block the calling (main) thread until Ctrl-C or SIGTERM while the server runs: a CLI's foreground."""
+        stop = threading.Event()
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(0.5):  # short waits keep Ctrl-C responsive in the main thread
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     def stop(self) -> None:
         """Stop serving and join the thread (idempotent)."""

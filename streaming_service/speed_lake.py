@@ -90,12 +90,14 @@ def partition_values(path: Path) -> dict[str, str]:
 
 
 def read_speed_bars(settings: Settings, symbol: str | None = None, day: dt.date | None = None,
-                    output: Path | None = None) -> pd.DataFrame:
-    """Committed streaming minute bars (optionally one symbol and/or UTC day), sorted by symbol and time."""
+                    output: Path | None = None, files: list[Path] | None = None) -> pd.DataFrame:
+    """Committed streaming minute bars (optionally one symbol and/or UTC day), sorted by symbol and time.
+    ``files``: :func:`committed_files` of ``output`` when the caller already has them (the sink's log grows
+    with history, so a reader of several days parses it once)."""
     output = output or SpeedPaths.of(settings).bars
     wanted_symbol = validate_symbol(symbol) if symbol else None
     tables = []
-    for path in committed_files(output):
+    for path in committed_files(output) if files is None else files:
         values = partition_values(path.relative_to(output) if path.is_relative_to(output) else path)
         if wanted_symbol and values.get("symbol") != wanted_symbol:
             continue
@@ -166,11 +168,13 @@ def merge_provisional(folder: Path, updates: pd.DataFrame) -> int:
     return written
 
 
-def provisional_daily_bar(settings: Settings, symbol: str, day: dt.date, paths: SpeedPaths | None = None
-                          ) -> dict | None:
-    """"Today so far": committed minute bars, plus provisional (kline-stream) minutes not committed yet."""
+def provisional_daily_bar(settings: Settings, symbol: str, day: dt.date, paths: SpeedPaths | None = None,
+                          committed: pd.DataFrame | None = None) -> dict | None:
+    """"Today so far": committed minute bars (``committed``: the day's, if the caller has read them already),
+    plus provisional (kline-stream) minutes not committed yet."""
     paths = paths or SpeedPaths.of(settings)
-    committed = read_speed_bars(settings, symbol, day, output=paths.bars)
+    if committed is None:
+        committed = read_speed_bars(settings, symbol, day, output=paths.bars)
     provisional = read_provisional(settings, symbol, day, folder=paths.provisional)
     fresh = provisional[~provisional["open_time"].isin(committed["open_time"])]
     cols = ["open_time", "open", "high", "low", "close", "volume", "trades"]

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
-import signal
-import threading
 from pathlib import Path
 
 log = logging.getLogger("crypto_lambda.replay")
@@ -64,22 +62,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--error-rate {args.error_rate} must be between 0 and 1")
     if args.weight_budget < 1:
         raise ValueError(f"--weight-budget {args.weight_budget} must be positive")
-    stream = env_knobs()  # options override the REPLAY_WS_* environment
-    if args.ws_speed is not None:
-        if args.ws_speed <= 0:
-            raise ValueError(f"--ws-speed {args.ws_speed} must be positive")
-        stream.speed = args.ws_speed
-    if args.ws_start_ms is not None:
-        stream.start_ms = args.ws_start_ms
-    if args.ws_trades_per_minute is not None:
-        if args.ws_trades_per_minute < 1:
-            raise ValueError(f"--ws-trades-per-minute {args.ws_trades_per_minute} must be positive")
-        stream.trades_per_minute = args.ws_trades_per_minute
+    stream = env_knobs(args.ws_speed, args.ws_start_ms, args.ws_trades_per_minute)  # options win over REPLAY_WS_*
     recording = (Recording.from_paths(args.data, shift_to_today=args.shift_to_today) if args.data
                  else Recording.from_sample(shift_to_today=args.shift_to_today))
     knobs = ReplayKnobs(latency_ms=args.latency_ms, error_rate=args.error_rate,
                         weight_budget=args.weight_budget, seed=args.seed, stream=stream)
-    stop = threading.Event()
     with ReplayServer(recording, knobs, host=args.host, port=args.port) as server:
         log.info("replay exchange listening on %s (ws %s); shift %+d days", server.url, server.ws_url,
                  recording.shift_ms // 86_400_000)
@@ -94,13 +81,6 @@ def run(args: argparse.Namespace) -> int:
             days = recording.day_span(symbol)
             daily = f"1d {iso_ms(days[0])[:10]} .. {iso_ms(days[1])[:10]}" if days else "1d none"
             log.info("serving %s: %s; %s", symbol, minutes, daily)
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            while not stop.wait(0.5):  # short waits keep Ctrl-C responsive in the main thread
-                pass
-        except KeyboardInterrupt:
-            pass
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+        server.serve_until_signal()
         log.info("replay exchange stopping")
     return 0

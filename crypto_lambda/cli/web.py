@@ -26,19 +26,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from crypto_lambda.config import load_settings
-    from crypto_lambda.web import build_app
+    from crypto_lambda.web import WebServer
 
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port {args.port} is not a TCP port")
     if args.cache_seconds < 0:
         raise ValueError("--cache-seconds must not be negative")
     settings = load_settings()
-    app = build_app(settings, cache_seconds=args.cache_seconds)
-    host = f"[{args.host}]" if ":" in args.host else args.host
     log.info("live page for %s from %s", ",".join(settings.symbols), settings.lake)
-    web.run_app(app, host=args.host, port=args.port, access_log=None, shutdown_timeout=2.0,
-                print=lambda _: print(f"live page on http://{host}:{args.port}/ (Ctrl-C to stop)", flush=True))
+    with WebServer(settings, args.host, args.port, args.cache_seconds) as server:
+        print(f"live page on {server.url}/ (Ctrl-C to stop)", flush=True)  # the bound port, also for --port 0
+        server.serve_until_signal()
     return 0

@@ -119,16 +119,28 @@ def configure_streams(target: ReplayKnobs | web.Application, **values: Any) -> S
     return knobs
 
 
-def env_knobs() -> StreamKnobs:
+def env_knobs(speed: float | None = None, start_ms: int | None = None,
+              trades_per_minute: int | None = None) -> StreamKnobs:
     """Knobs from ``REPLAY_WS_SPEED``/``REPLAY_WS_START_MS``/``REPLAY_WS_TRADES_PER_MINUTE`` (unset = default),
-    so compose and scripts can configure a server they do not construct."""
+    so compose and scripts can configure a server they do not construct; arguments (the CLI's options) win.
+    Validated here, so the environment path gets the same errors as the options."""
+    env = os.environ
+    speed = speed if speed is not None else float(env["REPLAY_WS_SPEED"]) if env.get("REPLAY_WS_SPEED") else None
+    start_ms = start_ms if start_ms is not None else \
+        int(env["REPLAY_WS_START_MS"]) if env.get("REPLAY_WS_START_MS") else None
+    tpm = trades_per_minute if trades_per_minute is not None else \
+        int(env["REPLAY_WS_TRADES_PER_MINUTE"]) if env.get("REPLAY_WS_TRADES_PER_MINUTE") else None
     knobs = StreamKnobs()
-    if os.environ.get("REPLAY_WS_SPEED"):
-        knobs.speed = float(os.environ["REPLAY_WS_SPEED"])
-    if os.environ.get("REPLAY_WS_START_MS"):
-        knobs.start_ms = int(os.environ["REPLAY_WS_START_MS"])
-    if os.environ.get("REPLAY_WS_TRADES_PER_MINUTE"):
-        knobs.trades_per_minute = int(os.environ["REPLAY_WS_TRADES_PER_MINUTE"])
+    if speed is not None:
+        if not speed > 0:
+            raise ValueError(f"--ws-speed / REPLAY_WS_SPEED {speed} must be positive")
+        knobs.speed = speed
+    if start_ms is not None:
+        knobs.start_ms = start_ms
+    if tpm is not None:
+        if tpm < 1:
+            raise ValueError(f"--ws-trades-per-minute / REPLAY_WS_TRADES_PER_MINUTE {tpm} must be positive")
+        knobs.trades_per_minute = tpm
     return knobs
 
 

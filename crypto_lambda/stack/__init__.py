@@ -5,9 +5,9 @@ streaming consumer, Dagster webserver + daemon, live web page), and its health f
 ``$CRYPTO_LAMBDA_HOME/stack/state.json`` and probes them, ``procs`` holds the /proc plumbing.
 """
 
-from crypto_lambda.stack.components import AUTOMATION_ENV, StackOptions, build_components
+from crypto_lambda.stack.components import StackOptions, build_components
 from crypto_lambda.stack.health import component_health, format_components
 from crypto_lambda.stack.state import state_path
 
-__all__ = ["AUTOMATION_ENV", "StackOptions", "build_components", "component_health", "format_components",
+__all__ = ["StackOptions", "build_components", "component_health", "format_components",
            "state_path"]

@@ -12,15 +12,13 @@ import os
 import shutil
 import signal
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from crypto_lambda.config import AUTOMATION_ENV, Settings
 
 WORKSPACE = Path(__file__).resolve().parent.parent.parent / "workspace.yaml"
 HOST = "127.0.0.1"
-LIVE_API_URL = "https://api.binance.com"
-LIVE_WS_URL = "wss://stream.binance.com:9443"
 
 
 @dataclass
@@ -59,7 +57,6 @@ class ComponentSpec:
     stop_signal: int = signal.SIGTERM
     stop_timeout: float = 20.0
     stop_group: int = 0  # stopped in ascending groups; one group's members stop in parallel
-    env: dict[str, str] = field(default_factory=dict)
 
 
 def executable(name: str) -> str:
@@ -77,10 +74,10 @@ def executable(name: str) -> str:
 def base_env(settings: Settings, options: StackOptions, stack_id: str) -> dict[str, str]:
     """Environment shared by every child: one home, one Dagster instance, one exchange, one broker."""
     from crypto_lambda.stack.procs import STACK_ID_ENV
+    from streaming_service.topics import ws_base_url
 
-    api_url = os.environ.get("BINANCE_API_URL", LIVE_API_URL) if options.live else \
-        f"http://{HOST}:{options.exchange_port}"
-    ws_url = os.environ.get("BINANCE_WS_URL", LIVE_WS_URL) if options.live else f"ws://{HOST}:{options.exchange_port}"
+    api_url = settings.api_url if options.live else f"http://{HOST}:{options.exchange_port}"
+    ws_url = ws_base_url() if options.live else f"ws://{HOST}:{options.exchange_port}"
     return {
         **os.environ,
         "CRYPTO_LAMBDA_HOME": str(settings.home),

@@ -37,12 +37,11 @@ def _responding(probe: list[Any] | None) -> bool | None:
     return procs.http_ok(str(target), timeout=2.0) if kind == "http" else procs.port_open(int(target))
 
 
-def _memory(stack_id: str | None, name: str, alive: bool) -> dict[str, Any]:
+def _memory(pids: list[int] | None) -> dict[str, Any]:
     """Resident memory of the component's whole process tree (the consumer's Spark JVM, Dagster's code
     servers and run workers count for their component), found by the stack's environment marker."""
-    if not (alive and stack_id):
+    if pids is None:
         return {"rss_mb": None, "processes": 0}
-    pids = procs.marked_pids(stack_id, name)
     return {"rss_mb": round(sum(procs.rss_mb(p) or 0 for p in pids), 1), "processes": len(pids)}
 
 
@@ -57,6 +56,7 @@ def component_health(settings: Settings) -> dict[str, Any]:
     supervisor_alive = procs.pid_alive(state.get("supervisor_pid"), state.get("supervisor_ticks"))
     running = supervisor_alive and state.get("status") not in ("stopped", "stopped-with-leftovers")
     components: dict[str, dict[str, Any]] = {}
+    marked = procs.pids_by_component(state["stack_id"]) if running and state.get("stack_id") else {}
     for comp in state.get("components", []):
         alive = running and procs.pid_alive(comp.get("pid"), comp.get("pid_ticks"))
         responding = _responding(comp.get("probe")) if alive else (False if comp.get("probe") else None)
@@ -68,7 +68,7 @@ def component_health(settings: Settings) -> dict[str, Any]:
             "state": comp.get("state") if running else "not running",
             "last_state": comp.get("state"),  # as the supervisor last recorded it (e.g. stopped, failed)
             "pid": comp.get("pid"),
-            **_memory(state.get("stack_id"), comp["name"], alive),
+            **_memory(marked.get(comp["name"], []) if alive and state.get("stack_id") else None),
             "port": comp.get("port"),
             "url": comp.get("url"),
             "started_at": comp.get("started_at"),

@@ -65,18 +65,26 @@ def _environ(pid: int) -> dict[str, str]:
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
 
 
-def marked_pids(stack_id: str, component: str | None = None) -> list[int]:
-    """Live processes started (directly or not) by the stack ``stack_id`` (optionally one component)."""
-    found = []
+def pids_by_component(stack_id: str) -> dict[str, list[int]]:
+    """Live processes started (directly or not) by the stack ``stack_id``, by component, in one /proc scan
+    (every process's environment is read: status asks for all components at once)."""
+    found: dict[str, list[int]] = {}
     me = os.getpid()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
         env = _environ(int(entry.name))
-        if env.get(STACK_ID_ENV) == stack_id and (component is None or env.get(COMPONENT_ENV) == component):
-            if start_ticks(int(entry.name)) is not None:
-                found.append(int(entry.name))
-    return sorted(found)
+        if env.get(STACK_ID_ENV) == stack_id and start_ticks(int(entry.name)) is not None:
+            found.setdefault(env.get(COMPONENT_ENV, ""), []).append(int(entry.name))
+    return {name: sorted(pids) for name, pids in found.items()}
+
+
+def marked_pids(stack_id: str, component: str | None = None) -> list[int]:
+    """Live processes started (directly or not) by the stack ``stack_id`` (optionally one component)."""
+    groups = pids_by_component(stack_id)
+    if component is not None:
+        return groups.get(component, [])
+    return sorted(pid for pids in groups.values() for pid in pids)
 
 
 def signal_pid(pid: int, sig: int) -> None:

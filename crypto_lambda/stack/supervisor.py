@@ -149,8 +149,7 @@ class Supervisor:
     # ---- one child ---------------------------------------------------------------------------------------------
     def _spawn(self, child: Child) -> None:
         child.log_path.parent.mkdir(parents=True, exist_ok=True)
-        child.log_offset = child.log_path.stat().st_size if child.log_path.exists() else 0
-        env = {**self.env, **child.spec.env, procs.COMPONENT_ENV: child.spec.name}
+        env = {**self.env, procs.COMPONENT_ENV: child.spec.name}
         with open(child.log_path, "ab") as out:
             out.write(f"\n=== {now_iso()} crypto-lambda up: starting {child.spec.name} "
                       f"(restart {child.restarts}): {' '.join(child.spec.argv)}\n".encode())

@@ -78,7 +78,7 @@ def build_app(settings: Settings, cache_seconds: float = 2.0) -> web.Application
 
 class WebServer(BackgroundServer):
     """The app on its own event loop in a background thread (port 0 = any free port); for tests and
-    embedding. ``crypto-lambda web`` uses :func:`aiohttp.web.run_app` in the foreground instead."""
+    embedding; ``crypto-lambda web`` serves it in the foreground with :meth:`serve_until_signal`."""
 
     name = "crypto-lambda-web"
     join_timeout_s = 10.0

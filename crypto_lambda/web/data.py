@@ -14,6 +14,7 @@ import datetime as dt
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 
@@ -42,10 +43,11 @@ def _num(value) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else value
 
 
-def committed_days(paths: SpeedPaths, symbol: str) -> list[dt.date]:
-    """UTC days with committed minute bars for ``symbol``, from the sink's log (no Parquet is opened)."""
+def committed_days(paths: SpeedPaths, symbol: str, files: list[Path] | None = None) -> list[dt.date]:
+    """UTC days with committed minute bars for ``symbol``, from the sink's log (no Parquet is opened;
+    ``files``: that log's :func:`committed_files`, if already read)."""
     days: set[dt.date] = set()
-    for path in committed_files(paths.bars):
+    for path in committed_files(paths.bars) if files is None else files:
         values = partition_values(path)
         if values.get("symbol") == symbol and "date" in values:
             try:
@@ -85,16 +87,20 @@ def snapshot(settings: Settings, symbol: str, minutes: int = DEFAULT_MINUTES) ->
     midnight UTC the page shows the new day as soon as its first kline update arrives.
     """
     paths = SpeedPaths.of(settings)
-    days = committed_days(paths, symbol)
+    files = committed_files(paths.bars)  # the sink's log, parsed once for the days and every read below
+    days = committed_days(paths, symbol, files)
     wanted = days[-(minutes // MAX_MINUTES + 2):]  # enough whole days to cover ``minutes`` bars
-    frames = [read_speed_bars(settings, symbol, day, output=paths.bars) for day in wanted]
-    frames = [f for f in frames if len(f)]
+    by_day = {day: read_speed_bars(settings, symbol, day, output=paths.bars, files=files) for day in wanted}
+    frames = [f for f in by_day.values() if len(f)]
     bars = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if len(bars):
         bars = bars.sort_values("open_time", kind="stable").tail(minutes)
     rows = [bar_dict(r) for r in bars.itertuples(index=False)] if len(bars) else []
     day = max([*days[-1:], *provisional_days(paths, symbol)[-1:]], default=None)
-    daily = daily_dict(provisional_daily_bar(settings, symbol, day, paths=paths)) if day else None
+    if day and day not in by_day:  # a day with in-progress minutes only
+        by_day[day] = read_speed_bars(settings, symbol, day, output=paths.bars, files=files)
+    daily = daily_dict(provisional_daily_bar(settings, symbol, day, paths=paths,
+                                             committed=by_day[day])) if day else None
     candidates = [rows[-1]["t"] + MINUTE_MS] if rows else []  # a bar is complete at its close
     if daily and daily["as_of_ms"] is not None:
         candidates.append(int(daily["as_of_ms"]))
