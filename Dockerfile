@@ -15,10 +15,11 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps \
     && rm -rf /var/lib/apt/lists/*
 
-# Install from a throwaway copy of the source: at runtime the project is imported from site-packages only,
-# so config.ensure_dagster_home() finds no top-level dagster.yaml to copy over deploy/dagster.yaml.
+# Install exactly requirements.lock (hashes checked, every extra: the image can also run the tests), then the
+# project with --no-deps, from a throwaway copy of the source: at runtime the project is imported from
+# site-packages only, so config.ensure_dagster_home() finds no top-level dagster.yaml to copy over deploy/'s.
 COPY . /tmp/src
-RUN pip install "/tmp/src[deploy]" && rm -rf /tmp/src
+RUN python /tmp/src/tools/deps.py install --no-editable && rm -rf /tmp/src
 
 # SPARK_HOME is the pip-installed PySpark: its bin/spark-class runs the standalone master and worker.
 # SPARK_CONF_DIR holds image-wide defaults (the Ivy cache below); the project's conf is applied on top.
@@ -30,7 +31,7 @@ ENV PATH="${SPARK_HOME}/bin:${PATH}"
 
 # Resolve the Kafka connector (spark.jars.packages) once at build time into a fixed Ivy cache, so the
 # streaming consumer starts without reaching Maven Central. Set SPARK_KAFKA_PACKAGE to "" to skip.
-ARG SPARK_KAFKA_PACKAGE=org.apache.spark:spark-sql-kafka-0-10_2.13:4.3.0
+ARG SPARK_KAFKA_PACKAGE=org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0
 RUN mkdir -p "$SPARK_CONF_DIR" /opt/spark/ivy \
     && echo "spark.jars.ivy /opt/spark/ivy" > "$SPARK_CONF_DIR/spark-defaults.conf" \
     && if [ -n "$SPARK_KAFKA_PACKAGE" ]; then \

@@ -1,35 +1,42 @@
 # crypto-lambda: `make demo` runs the main job on the embedded sample, `make test` runs the tests.
-# Both create .venv on first use (about 2 minutes: pyspark is built from its sdist once, then cached).
+# Both create .venv on first use from requirements.lock (about 3 minutes: pyspark is built from its sdist once,
+# then cached). `make lock` regenerates the lock from pyproject.toml (README "Dependencies and upgrades").
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test lint bench up clean
+.PHONY: venv setup demo test lint lock bench up clean
 
-$(STAMP): pyproject.toml
+# Exactly the lock (hashes checked, nothing resolved), then the project itself with --no-deps.
+$(STAMP): requirements.lock pyproject.toml tools/deps.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/python tools/deps.py install
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-demo: venv
+setup: venv
+
+demo: setup
 	$(BIN)/crypto-lambda demo
 
-test: venv lint
+test: setup lint
 	$(BIN)/pytest -q
 
 lint: venv
+	$(BIN)/python tools/deps.py check
 	$(BIN)/ruff check .
 
-bench: venv
+lock: venv
+	$(BIN)/python tools/deps.py compile
+
+bench: setup
 	$(BIN)/python bench/run_all.py
 
 # The whole stack under one supervisor until Ctrl-C: replay exchange, broker, producer, Spark streaming consumer,
 # Dagster webserver (127.0.0.1:3000) + daemon, live web page. Options: $(BIN)/crypto-lambda up --help.
-up: venv
+up: setup
 	$(BIN)/crypto-lambda up
 
 clean:

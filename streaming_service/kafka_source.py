@@ -1,6 +1,6 @@
 """Kafka as a Spark streaming source when Spark's Kafka connector jar is unavailable (no Maven here).
 
-PySpark 4.3's Python Data Source API: offsets are ``{"topic": {"partition": next_offset}}`` (the shape of the
+PySpark 4.2's Python Data Source API: offsets are ``{"topic": {"partition": next_offset}}`` (the shape of the
 native source's JSON offsets) and live in Spark's checkpoint, never in Kafka; tasks read their offset range
 with ``assign``/``seek`` and no consumer group, so restarts re-read exactly the journaled ranges
 (exactly-once with an idempotent sink). Options and output columns mirror ``format("kafka")``:

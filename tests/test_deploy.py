@@ -259,17 +259,21 @@ def test_deploy_workspace_points_at_the_grpc_service(compose: dict[str, Any]) ->
     assert "COPY deploy/workspace.yaml /opt/dagster/app/workspace.yaml" in (ROOT / "Dockerfile").read_text()
 
 
-def test_deploy_extra_pins_dagster_postgres_to_installed_dagster() -> None:
-    """Dagster's libraries are versioned 0.(minor+16).x alongside dagster 1.minor.x."""
+def test_dagster_family_is_pinned_together_and_the_image_installs_the_lock() -> None:
+    """Dagster's libraries are versioned 0.(minor+16).patch alongside dagster 1.minor.patch."""
     import dagster
+    from packaging.requirements import Requirement
 
-    major, minor = (int(x) for x in dagster.__version__.split(".")[:2])
+    major, minor, patch = (int(x) for x in dagster.__version__.split(".")[:3])
     assert major == 1
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    assert extras["deploy"] == [f"dagster-postgres==0.{minor + 16}.*"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["deploy"]]
+    pins = {r.name: str(r.specifier) for r in reqs if r.name.startswith("dagster")}
+    assert pins == {"dagster": f"=={dagster.__version__}", "dagster-webserver": f"=={dagster.__version__}",
+                    "dagster-pyspark": f"==0.{minor + 16}.{patch}", "dagster-postgres": f"==0.{minor + 16}.{patch}"}
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.M)
-    assert "openjdk-17-jre-headless" in dockerfile and '[deploy]"' in dockerfile
+    assert "openjdk-17-jre-headless" in dockerfile and "tools/deps.py install --no-editable" in dockerfile
 
 
 def test_env_spark_conf_parses_and_rejects(monkeypatch: pytest.MonkeyPatch) -> None:
