@@ -4,6 +4,12 @@
 # code, which PySpark requires (PYSPARK_PYTHON is the driver's interpreter path).
 #
 # bookworm is pinned because newer Debian releases no longer ship openjdk-17; Spark 4 runs on Java 17/21.
+# The JVM artifacts come from the same committed Maven project as on a laptop (jvm/pom.xml, exact versions,
+# checksums enforced), resolved in a build stage so Maven stays out of the runtime image.
+FROM maven:3.9.9-eclipse-temurin-17 AS jvm
+COPY jvm /src/jvm
+RUN mvn -B -q -C -f /src/jvm/pom.xml package
+
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -22,28 +28,23 @@ COPY . /tmp/src
 RUN python /tmp/src/tools/deps.py install --no-editable && rm -rf /tmp/src
 
 # SPARK_HOME is the pip-installed PySpark: its bin/spark-class runs the standalone master and worker.
-# SPARK_CONF_DIR holds image-wide defaults (the Ivy cache below); the project's conf is applied on top.
+# SPARK_CONF_DIR is for image-wide defaults; the project's conf is applied on top.
 ENV SPARK_HOME=/usr/local/lib/python3.11/site-packages/pyspark \
     SPARK_CONF_DIR=/opt/spark/conf \
     DAGSTER_HOME=/opt/dagster/home \
     CRYPTO_LAMBDA_HOME=/data/lambda
 ENV PATH="${SPARK_HOME}/bin:${PATH}"
 
-# Resolve the Kafka connector (spark.jars.packages) once at build time into a fixed Ivy cache, so the
-# streaming consumer starts without reaching Maven Central. Set SPARK_KAFKA_PACKAGE to "" to skip.
-ARG SPARK_KAFKA_PACKAGE=org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0
-RUN mkdir -p "$SPARK_CONF_DIR" /opt/spark/ivy \
-    && echo "spark.jars.ivy /opt/spark/ivy" > "$SPARK_CONF_DIR/spark-defaults.conf" \
-    && if [ -n "$SPARK_KAFKA_PACKAGE" ]; then \
-         python -c "import sys; from pyspark.sql import SparkSession; \
-SparkSession.builder.master('local[1]').config('spark.jars.packages', sys.argv[1]).getOrCreate().stop()" \
-         "$SPARK_KAFKA_PACKAGE"; \
-       fi
+# Spark's Kafka connector and the Kafka broker's classpath (crypto_lambda/jvm.py reads CRYPTO_LAMBDA_JVM_LIB);
+# Spark loads the connector as local files (spark.jars), so nothing is downloaded when a container starts.
+COPY --from=jvm /src/jvm/lib /opt/crypto-lambda/jvm/lib
+ENV CRYPTO_LAMBDA_JVM_LIB=/opt/crypto-lambda/jvm/lib
+RUN mkdir -p "$SPARK_CONF_DIR"
 
 # Run as an unprivileged user; named volumes mounted on these folders inherit the ownership.
 RUN useradd --create-home --uid 10001 lambda \
     && mkdir -p "$DAGSTER_HOME/storage" "$CRYPTO_LAMBDA_HOME" /opt/dagster/app \
-    && chown -R lambda:lambda /opt/dagster /data /opt/spark/ivy
+    && chown -R lambda:lambda /opt/dagster /data
 COPY deploy/dagster.yaml ${DAGSTER_HOME}/dagster.yaml
 COPY deploy/workspace.yaml /opt/dagster/app/workspace.yaml
 USER lambda

@@ -5,8 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+POMS := jvm/pom.xml jvm/kafka-broker/pom.xml jvm/spark/pom.xml
+JVM_STAMP := jvm/lib/.fetched-stamp
 
-.PHONY: venv setup demo test lint lock bench up clean
+.PHONY: venv jvm setup demo test lint lock bench up clean
 
 # Exactly the lock (hashes checked, nothing resolved), then the project itself with --no-deps.
 $(STAMP): requirements.lock pyproject.toml tools/deps.py
@@ -16,7 +18,17 @@ $(STAMP): requirements.lock pyproject.toml tools/deps.py
 
 venv: $(STAMP)
 
-setup: venv
+# The JVM artifacts of jvm/pom.xml (Kafka broker, Spark's Kafka connector) at their exact versions, fetched by
+# Maven with checksums enforced (-C fails on a mismatch) into jvm/lib/ (ignored); again only when a pom changes.
+$(JVM_STAMP): $(POMS)
+	@command -v mvn >/dev/null || { echo "mvn not found: install Maven (Debian: apt-get install maven)"; exit 1; }
+	rm -rf jvm/lib
+	mvn -B -q -C -f jvm/pom.xml package
+	touch $(JVM_STAMP)
+
+jvm: $(JVM_STAMP)
+
+setup: venv jvm
 
 demo: setup
 	$(BIN)/crypto-lambda demo
@@ -40,4 +52,4 @@ up: setup
 	$(BIN)/crypto-lambda up
 
 clean:
-	rm -rf .lambda_home .pytest_cache .ruff_cache
+	rm -rf .lambda_home .pytest_cache .ruff_cache jvm/lib

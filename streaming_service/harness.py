@@ -16,7 +16,6 @@ import pandas as pd
 from crypto_lambda.exchange.recording import Recording
 from crypto_lambda.exchange.replay import ReplayKnobs, ReplayServer
 from crypto_lambda.exchange.replay_ws import MinuteTable, StreamKnobs, configure_streams, minute_trades
-from streaming_service.kafka_source import _consumer, probe_end_offsets
 from streaming_service.producer import ProducerConfig, StreamProducer
 from streaming_service.topics import Topics
 
@@ -36,13 +35,14 @@ def expected_trades(recording: Recording, knobs: StreamKnobs, symbol: str, start
 
 def read_topic(bootstrap: str, topic: str, timeout: float = 20.0) -> list:
     """Every record of a topic up to its exact current end (all partitions), ordered by partition/offset."""
-    from kafka import TopicPartition
+    from kafka import KafkaConsumer, TopicPartition
 
-    consumer = _consumer(bootstrap, fetch_max_wait_ms=20)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False, group_id=None,
+                             fetch_max_wait_ms=20, client_id="crypto-lambda-read-topic")
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        ends = probe_end_offsets(consumer, tps)
+        ends = consumer.end_offsets(tps)
         consumer.assign(tps)
         for tp in tps:
             consumer.seek(tp, 0)

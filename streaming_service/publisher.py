@@ -53,6 +53,27 @@ class PublisherStats:
     outages: int = 0
 
 
+def _abort(producer, timeout_s: float) -> None:
+    """Close a producer whose broker went away: in-flight batches are aborted, so their errbacks spill them.
+
+    kafka-python 3.0's ``close(timeout)`` flushes first and raises when that times out, before it reaches
+    the force-close that aborts the pending batches; those records would then never be acked or spilled
+    (seen when Kafka shut down mid-stream: thousands missing). So on a timeout the sender is force-closed here,
+    which fails every pending batch into ``_on_error``, and the sender thread is joined.
+    """
+    try:
+        producer.close(timeout=timeout_s)
+        return
+    except Exception as exc:  # noqa: BLE001 - KafkaTimeoutError from the flush
+        log.info("kafka producer did not flush within %.0f s (%s): aborting its pending batches", timeout_s, exc)
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        sender.force_close()
+        sender.join(timeout_s + 5)
+        if sender.is_alive():
+            log.warning("kafka producer sender still alive after force close")
+
+
 class Publisher(threading.Thread):
     """``submit()`` from any thread; ``close()`` drains the queue (to Kafka, or to the spill) and stops."""
 
@@ -116,7 +137,10 @@ class Publisher(threading.Thread):
         from kafka import KafkaProducer
 
         cfg = self.config
-        return KafkaProducer(bootstrap_servers=cfg.bootstrap.split(","), acks="all", linger_ms=cfg.linger_ms,
+        # Idempotent: a retried batch after a leader change is written once (the broker dedups by producer id
+        # and sequence), so a broker failover neither loses (acks=all) nor duplicates records.
+        return KafkaProducer(bootstrap_servers=cfg.bootstrap.split(","), acks="all", enable_idempotence=True,
+                             linger_ms=cfg.linger_ms,
                              batch_size=cfg.batch_size, delivery_timeout_ms=cfg.delivery_timeout_ms,
                              request_timeout_ms=cfg.request_timeout_ms, max_block_ms=2_000,
                              bootstrap_timeout_ms=2_000, reconnect_backoff_max_ms=1_000,
@@ -151,10 +175,7 @@ class Publisher(threading.Thread):
         self.stats.outages += 1
         producer, self._producer = self._producer, None
         if producer is not None:
-            try:  # a short close: whatever is still in flight is aborted and lands in the spill
-                producer.close(timeout=self.config.close_timeout_s)
-            except Exception as exc:  # noqa: BLE001
-                log.warning("closing the kafka producer: %s", exc)
+            _abort(producer, self.config.close_timeout_s)
         self._drain_to_spill()
         self._next_probe = time.monotonic() + self.config.probe_interval_s
         log.warning("broker unreachable (%s): spilling; %d records pending in the spill", why, self.spill.pending)
@@ -180,7 +201,7 @@ class Publisher(threading.Thread):
             self._replay(producer)
         except Exception as exc:  # noqa: BLE001
             log.warning("replaying the spill failed (%s); will retry", exc)
-            producer.close(timeout=1)
+            _abort(producer, 1.0)
             return
         self._producer = producer
         self._failure.clear()
@@ -212,5 +233,5 @@ class Publisher(threading.Thread):
                 producer.flush(timeout=self.config.delivery_timeout_ms / 1000 + 2)
             except Exception as exc:  # noqa: BLE001 - whatever failed is in the spill via the errback
                 log.warning("final flush: %s", exc)
-            producer.close(timeout=5)
+            _abort(producer, 5.0)
         self._drain_to_spill()

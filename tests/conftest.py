@@ -22,6 +22,17 @@ def spark():
 
 
 @pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory):
+    """One Apache Kafka node (KRaft, on-disk) for every test that only produces and consumes; tests give their
+    topics their own prefix. Tests that stop, kill or restart a broker start their own."""
+    from streaming_service.broker import EmbeddedBroker
+
+    folder = tmp_path_factory.mktemp("kafka")
+    with EmbeddedBroker(folder / "data", log_path=folder / "kafka.log") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
 def recording():
     """The shipped real sample, unshifted (tests that need "today" build their own shifted one)."""
     from crypto_lambda.exchange.recording import Recording

@@ -139,40 +139,47 @@ def test_dagster_code_server_starts_schedules_and_sensors(compose: dict[str, Any
     assert _env(compose["services"]["dagster-code"])[AUTOMATION_ENV] == "on"
 
 
-def _kafka_package() -> str:
-    """spark-sql-kafka for the installed PySpark: same Spark version, same Scala binary version."""
+def _pom_property(name: str) -> str:
+    text = (ROOT / "jvm" / "pom.xml").read_text()
+    match = re.search(rf"<{re.escape(name)}>([^<]+)</{re.escape(name)}>", text)
+    assert match, f"jvm/pom.xml has no <{name}>"
+    return match.group(1)
+
+
+def test_jvm_artifacts_match_pyspark_and_compose(compose: dict[str, Any]) -> None:
+    """The connector is built for the installed PySpark (same Spark, same Scala), compose runs the broker
+    version the embedded one runs, and the image takes its jars from the same pom."""
     import pyspark
 
+    assert _pom_property("spark.version") == pyspark.__version__
     jars = Path(pyspark.__file__).parent / "jars"
     scala = {m.group(1) for jar in jars.glob("spark-core_*.jar")
              if (m := re.match(r"spark-core_(\d+\.\d+)-", jar.name))}
-    assert len(scala) == 1, f"cannot tell PySpark's Scala version from {jars}"
-    return f"org.apache.spark:spark-sql-kafka-0-10_{scala.pop()}:{pyspark.__version__}"
-
-
-def test_consumer_sets_kafka_connector_matching_pyspark(compose: dict[str, Any]) -> None:
-    package = _kafka_package()
+    assert scala == {_pom_property("scala.binary.version")}
+    kafka = _pom_property("kafka.version")
+    for name in ("kafka", "kafka-init"):
+        assert compose["services"][name]["image"] == f"apache/kafka:{kafka}"
     consumer = compose["services"]["stream-consumer"]
-    assert _env(consumer)["SPARK_JARS_PACKAGES"] == package
-    assert "--format" in _command(consumer) and _command(consumer)[_command(consumer).index("--format") + 1] == "kafka"
-    # The image resolves the same package at build time, so the consumer starts without Maven Central.
-    assert f"ARG SPARK_KAFKA_PACKAGE={package}" in (ROOT / "Dockerfile").read_text()
-    assert consumer["build"]["args"]["SPARK_KAFKA_PACKAGE"] == package
+    assert _command(consumer) == ["crypto-lambda", "stream", "consume"]
+    assert "SPARK_JARS_PACKAGES" not in _env(consumer)
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "mvn -B -q -C -f /src/jvm/pom.xml package" in dockerfile
+    assert "ENV CRYPTO_LAMBDA_JVM_LIB=/opt/crypto-lambda/jvm/lib" in dockerfile
 
 
 def test_consumer_spark_conf_is_accepted_by_spark_py(compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    from crypto_lambda import spark
+    from crypto_lambda import jvm, spark
 
     for name in ("stream-consumer", GRPC_SERVICE):
         env = _env(compose["services"][name])
-        monkeypatch.setenv("SPARK_JARS_PACKAGES", env.get("SPARK_JARS_PACKAGES", ""))
         monkeypatch.setenv(spark.SPARK_CONF_ENV, env[spark.SPARK_CONF_ENV])
         conf = spark.spark_conf()
         # Executors on spark://spark-master:7077 connect back to the driver by this name.
         assert conf["spark.driver.host"] == compose["services"][name]["hostname"]
         assert conf["spark.driver.bindAddress"] == "0.0.0.0"
-        if name == "stream-consumer":
-            assert conf["spark.jars.packages"] == _kafka_package()
+        # Every session loads the locked connector jars as local files, never an Ivy download.
+        assert "spark.jars.packages" not in conf
+        assert conf["spark.jars"].split(",") == [str(p) for p in jvm.jars(jvm.SPARK)]
 
 
 def _walk(node: Any, path: str = ""):
@@ -277,7 +284,7 @@ def test_dagster_family_is_pinned_together_and_the_image_installs_the_lock() -> 
 
 
 def test_env_spark_conf_parses_and_rejects(monkeypatch: pytest.MonkeyPatch) -> None:
-    from crypto_lambda import spark
+    from crypto_lambda import jvm, spark
 
     assert spark.env_spark_conf("") == {}
     assert spark.env_spark_conf("spark.master=spark://m:7077; spark.executor.memory=4g;\nspark.a.b=x=y;") == {
@@ -286,18 +293,15 @@ def test_env_spark_conf_parses_and_rejects(monkeypatch: pytest.MonkeyPatch) -> N
         with pytest.raises(ValueError, match=spark.SPARK_CONF_ENV):
             spark.env_spark_conf(bad)
 
-    # Precedence: local defaults < SPARK_JARS_PACKAGES < CRYPTO_LAMBDA_SPARK_CONF < the caller's extra.
-    monkeypatch.setenv("SPARK_JARS_PACKAGES", "g:a:1")
+    # Precedence: local defaults < SPARK_MASTER < CRYPTO_LAMBDA_SPARK_CONF < the caller's extra.
     monkeypatch.setenv(spark.SPARK_CONF_ENV, "spark.driver.host=h;spark.sql.shuffle.partitions=8")
     conf = spark.spark_conf({"spark.sql.shuffle.partitions": "2"})
-    assert conf["spark.jars.packages"] == "g:a:1"
     assert conf["spark.driver.host"] == "h"
     assert conf["spark.sql.shuffle.partitions"] == "2"
     assert conf["spark.app.name"] == spark.LOCAL_SPARK_CONF["spark.app.name"]
     monkeypatch.delenv(spark.SPARK_CONF_ENV)
-    monkeypatch.delenv("SPARK_JARS_PACKAGES")
     monkeypatch.delenv("SPARK_MASTER", raising=False)
-    assert spark.spark_conf() == spark.LOCAL_SPARK_CONF
+    assert spark.spark_conf() == {**spark.LOCAL_SPARK_CONF, "spark.jars": jvm.spark_jars()}
     # A caller's defaults (the consumer's task slots) beat the local ones and lose to the environment.
     assert spark.spark_conf(defaults={"spark.master": "local[4]"})["spark.master"] == "local[4]"
     monkeypatch.setenv("SPARK_MASTER", "spark://m:7077")

@@ -1,4 +1,4 @@
-"""The live page end to end in headless Chromium: replay exchange -> producer -> tansu -> Spark streaming
+"""The live page end to end in headless Chromium: replay exchange -> producer -> Apache Kafka -> Spark streaming
 (available-now) -> Parquet -> ``crypto-lambda web`` app -> browser. What the page shows must equal what
 ``read_speed_bars`` / ``provisional_daily_bar`` read from the same output, and after the stream commits more
 the open page must show the new bars by itself (no reload). Plus the JSON API's validation and caching."""
@@ -25,12 +25,11 @@ DAILY_FIELDS = ("date", "open", "high", "low", "close", "volume", "minutes", "as
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory, spark, today_server):
+def live(tmp_path_factory: pytest.TempPathFactory, spark, today_server, broker):
     """Streams the 50th to 20th minute before now (recording shifted so it ends today) through the real
     pipeline, then serves the output. ``more()`` streams the next 15 minutes into the same topics and
     checkpoints, as a running consumer would."""
     from streaming_service import consumer
-    from streaming_service.broker import EmbeddedBroker
     from streaming_service.harness import ReplayRun
     from streaming_service.topics import SpeedPaths, Topics
 
@@ -41,18 +40,17 @@ def live(tmp_path_factory: pytest.TempPathFactory, spark, today_server):
     recording = today_server.recording
     now = int(time.time() * 1000) // MINUTE_MS * MINUTE_MS
     windows = [(now - 50 * MINUTE_MS, now - 20 * MINUTE_MS), (now - 20 * MINUTE_MS, now - 5 * MINUTE_MS)]
-    with EmbeddedBroker(log_path=home.parent / "tansu.log") as broker:
-        broker.create_topics(topics.all(), partitions=2)
-        config = consumer.ConsumerConfig(bootstrap=broker.bootstrap, paths=paths, topics=topics, available_now=True)
+    broker.create_topics(topics.all(), partitions=2)
+    config = consumer.ConsumerConfig(bootstrap=broker.bootstrap, paths=paths, topics=topics, available_now=True)
 
-        def stream(window: tuple[int, int]) -> None:
-            with ReplayRun(recording, broker.bootstrap, topics, paths.spill, *window, speed=1200) as run:
-                run.wait_until_done()
-            consumer.run(config, spark)
+    def stream(window: tuple[int, int]) -> None:
+        with ReplayRun(recording, broker.bootstrap, topics, paths.spill, *window, speed=1200) as run:
+            run.wait_until_done()
+        consumer.run(config, spark)
 
-        stream(windows[0])
-        with WebServer(settings, cache_seconds=0.5) as server:
-            yield {"settings": settings, "url": server.url, "windows": windows, "more": lambda: stream(windows[1])}
+    stream(windows[0])
+    with WebServer(settings, cache_seconds=0.5) as server:
+        yield {"settings": settings, "url": server.url, "windows": windows, "more": lambda: stream(windows[1])}
 
 
 def shown(page, symbol: str) -> dict[str, dict[str, str]]:

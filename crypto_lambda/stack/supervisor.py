@@ -235,7 +235,7 @@ class Supervisor:
                 self._spawn(child)
 
     def _clean_leftovers(self, child: Child, grace: float = 2.0) -> None:
-        """A dead child can leave helpers behind (tansu in its own session, the Spark JVM, a Dagster run
+        """A dead child can leave helpers behind (the Kafka JVM in its own session, the Spark JVM, a Dagster run
         worker): SIGTERM them, so a run worker can still record its run as failed, then SIGKILL after
         ``grace``; before a restart this frees the port."""
         left = procs.kill_marked(self.stack_id, child.spec.name, grace=grace)
