@@ -1,4 +1,5 @@
-"""Schedules: yesterday's partitions at 00:10 UTC as one run for all symbols, then the daily series.
+"""Schedules: yesterday's partitions at 00:10 UTC as one run for all symbols, then the daily series (00:40)
+and yesterday's realized variance (00:50).
 
 Schedules and sensors start RUNNING only when ``CRYPTO_LAMBDA_AUTOMATION=on`` (``crypto-lambda up`` sets it):
 a daemon started for tests, ``make demo`` or a one-off ``dagster dev`` must not begin backfilling on its own.
@@ -9,7 +10,7 @@ import datetime as dt
 
 import dagster as dg
 
-from crypto_assets.jobs import MINUTES_JOB, SERIES_JOB
+from crypto_assets.jobs import MINUTES_JOB, SERIES_JOB, VOLATILITY_JOB
 from crypto_assets.partitions import range_tags, symbol_range_tags
 from crypto_lambda.config import Settings, automation_on
 from crypto_lambda.timeutil import today_utc
@@ -36,4 +37,11 @@ def build_schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
     def daily_series_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
         return dg.RunRequest(run_key=f"series-{_tick_day(context)}", tags=symbol_range_tags(settings.symbols))
 
-    return [daily_batch_schedule, daily_series_schedule]
+    @dg.schedule(cron_schedule="50 0 * * *", execution_timezone="UTC", job_name=VOLATILITY_JOB,
+                 default_status=status,
+                 description="Yesterday's realized variance, after its minutes and the 1d history landed.")
+    def daily_volatility_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        yesterday = _tick_day(context) - dt.timedelta(days=1)
+        return dg.RunRequest(run_key=f"vol-{yesterday}", tags=range_tags(yesterday, yesterday, settings.symbols))
+
+    return [daily_batch_schedule, daily_series_schedule, daily_volatility_schedule]
