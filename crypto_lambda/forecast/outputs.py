@@ -131,6 +131,7 @@ def write_outputs(result: ForecastResult, home: Path, lake: Path, stamp: str) ->
         })
         both = pd.concat([metrics, vol_metrics], ignore_index=True)
         files["lake_vol_forecast"] = lk.write_frame(vol.forecast, lk.symbol_path(lake, VOL_FORECASTS, sym))
+    both = both.reindex(columns=[*both.columns, *(c for c in VIEW_COLUMNS if c not in both)])  # the view's shape
     files["lake_metrics"] = lk.write_frame(both, lk.symbol_path(lake, FORECAST_METRICS, sym))
     files["lake_forecast"] = lk.write_frame(result.forecast, lk.symbol_path(lake, FORECASTS, sym))
     info = summary(result, stamp, files)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from crypto_lambda.forecast.config import ForecastConfig, ModelSpec
+from crypto_lambda.forecast.cv import LeakageError
 from crypto_lambda.forecast.models import Forecaster, future_days
 
 HAR_LAGS = (1, 5, 22)  # daily, weekly, monthly components (trading-day convention of Corsi; crypto trades daily)
@@ -50,9 +51,12 @@ def _frame(cutoff: pd.Timestamp, yhat: np.ndarray) -> pd.DataFrame:
 
 def daily_variance(train: pd.DataFrame, cutoff: pd.Timestamp, window_days: int | None) -> np.ndarray:
     """Training variance on every calendar day of the window up to the cutoff, NaN where a day is missing
-    (numpy day offsets rather than a pandas reindex: this runs once per model x cutoff)."""
+    (numpy day offsets rather than a pandas reindex: this runs once per model x cutoff). A row after the
+    cutoff is refused, not silently dropped: the CV handed over data it must not have."""
     days = (pd.DatetimeIndex(train["ds"]).asi8 // 86_400_000_000_000).astype(np.int64)
     last = cutoff.value // 86_400_000_000_000
+    if len(days) and days[-1] > last:
+        raise LeakageError(f"variance after cutoff {cutoff.date()} in a training window")
     first = int(days[0]) if window_days is None else max(int(days[0]), last - window_days + 1)
     keep = days >= first
     out = np.full(last - first + 1, np.nan)

@@ -7,17 +7,20 @@ are the minute days), so every run rewrites each of its symbols' range-based row
 into ``lake/realized_vol_daily/<SYMBOL>/history.parquet`` (one cheap file, idempotent).
 """
 
-from __future__ import annotations
-
 import datetime as dt
+from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from dagster_pyspark import PySparkResource
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
+from crypto_assets.partitions import SYMBOL_DIM, daily_symbol_partitions, days_by_symbol
+from crypto_assets.resources import LakeResource
 from crypto_lambda import lake as lk
 from crypto_lambda.config import Settings
 from crypto_lambda.schema import REALIZED_VOL_SCHEMA
@@ -26,7 +29,7 @@ from crypto_lambda.volatility import HISTORY_FILE, MINUTES, VOL_DATASET, range_r
 MINUTE_COLUMNS = ("symbol", "open_time", "open", "high", "low", "close")
 
 
-def _write(frame: pd.DataFrame, path) -> None:
+def _write(frame: pd.DataFrame, path: Path) -> None:
     table = pa.Table.from_pandas(frame[REALIZED_VOL_SCHEMA.names], schema=REALIZED_VOL_SCHEMA, preserve_index=False)
     lk.atomic_write_table(table, path)
 
@@ -68,14 +71,8 @@ def build_realized_vol(spark: SparkSession, settings: Settings, days_by_symbol: 
             "stale_days_removed": removed, "history_days": history}
 
 
-def build_volatility_assets(settings) -> list:
+def build_volatility_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     """The asset (daily x symbol like the minutes, one run and one Spark session per range)."""
-    import dagster as dg
-    from dagster_pyspark import PySparkResource
-
-    from crypto_assets.partitions import SYMBOL_DIM, daily_symbol_partitions, days_by_symbol
-    from crypto_assets.resources import LakeResource
-
     @dg.asset(
         name=VOL_DATASET, partitions_def=daily_symbol_partitions(settings),
         backfill_policy=dg.BackfillPolicy.single_run(), group_name="batch", kinds={"parquet", "spark"},
