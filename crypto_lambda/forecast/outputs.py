@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from crypto_lambda import lake as lk
 from crypto_lambda.config import validate_symbol
-from crypto_lambda.forecast.config import NAIVE, SEEDS
+from crypto_lambda.forecast.config import DRIFT, NAIVE, SEEDS
 from crypto_lambda.forecast.pipeline import ForecastResult
 
 FORECASTS_DIR = "forecasts"
@@ -86,7 +86,8 @@ def summary(result: ForecastResult, stamp: str, files: dict[str, Path]) -> dict[
         "cutoffs": {"count": len(result.cutoffs), "first": str(result.cutoffs[0].date()),
                     "last": str(result.cutoffs[-1].date())},
         "filled_days_dropped": result.filled_days_dropped, "seconds": round(result.seconds, 2),
-        "figures": {m: _row(result, m) for m in dict.fromkeys([result.champion, NAIVE, SEEDS, *result.finalists])
+        "figures": {m: _row(result, m)
+                    for m in dict.fromkeys([result.champion, NAIVE, DRIFT, SEEDS, *result.finalists])
                     if m in set(result.metrics["model"])},
         "volatility": _volatility(result),
         "thresholds": {"mape_ceiling_30d": cfg.mape_ceiling_30d, "coverage_band": list(cfg.coverage_band),
