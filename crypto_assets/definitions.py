@@ -10,12 +10,14 @@ from __future__ import annotations
 import dagster as dg
 
 from crypto_assets.assets.batch.assets import build_batch_assets
+from crypto_assets.assets.batch.volatility import build_volatility_assets
 from crypto_assets.assets.forecast.assets import build_forecast_assets, build_forecast_jobs
 from crypto_assets.assets.serving.assets import build_serving_assets
 from crypto_assets.assets.speed.assets import build_speed_assets
 from crypto_assets.checks.batch import build_batch_checks
 from crypto_assets.checks.forecast import build_forecast_checks
 from crypto_assets.checks.serving import build_serving_checks
+from crypto_assets.checks.volatility import build_volatility_checks
 from crypto_assets.jobs import build_jobs
 from crypto_assets.resources import build_resources
 from crypto_assets.schedules import build_schedules
@@ -25,9 +27,10 @@ from crypto_lambda.config import Settings, load_settings
 
 def build_defs(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=[*build_batch_assets(settings), *build_speed_assets(settings), *build_serving_assets(settings),
-                *build_forecast_assets(settings)],
-        asset_checks=[*build_batch_checks(), *build_serving_checks(), *build_forecast_checks()],
+        assets=[*build_batch_assets(settings), *build_volatility_assets(settings), *build_speed_assets(settings),
+                *build_serving_assets(settings), *build_forecast_assets(settings)],
+        asset_checks=[*build_batch_checks(), *build_volatility_checks(), *build_serving_checks(),
+                      *build_forecast_checks()],
         jobs=[*build_jobs(), *build_forecast_jobs()],
         schedules=build_schedules(settings),
         sensors=build_sensors(settings),

@@ -8,6 +8,7 @@ MINUTES_JOB = "batch_minutes_job"
 SERIES_JOB = "batch_series_job"
 SPEED_JOB = "speed_daily_job"
 SERVING_JOB = "serving_job"
+VOLATILITY_JOB = "realized_vol_job"
 
 
 def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
@@ -18,6 +19,8 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
                             description="Rebuild each symbol's complete daily series."),
         dg.define_asset_job(SPEED_JOB, selection=["speed_daily"],
                             description="Daily bars from the streaming output (requested by speed_output_sensor)."),
+        dg.define_asset_job(VOLATILITY_JOB, selection=["realized_vol_daily"],
+                            description="Daily realized variance from the minutes (Spark) and the range history."),
         dg.define_asset_job(SERVING_JOB, selection=["serving_daily"],
                             description="Rebuild the merged serving view for every symbol."),
     ]

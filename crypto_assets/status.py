@@ -11,9 +11,10 @@ from crypto_assets.checks.batch import gap_report
 from crypto_lambda import lake as lk
 from crypto_lambda.config import Settings
 
-ASSETS = ("raw_klines_1m", "daily_ohlcv", "daily_history_1d", "daily_filled", "speed_daily", "serving_daily",
-          "forecasts")
+ASSETS = ("raw_klines_1m", "daily_ohlcv", "daily_history_1d", "daily_filled", "realized_vol_daily", "speed_daily",
+          "serving_daily", "forecasts")
 CHECKS = (("raw_klines_1m", "no_duplicate_minutes"), ("daily_ohlcv", "ohlc_sane"), ("daily_filled", "no_gaps"),
+          ("realized_vol_daily", "rv_range_agreement"),
           ("serving_daily", "serving_fresh"), ("serving_daily", "speed_batch_agreement"),
           ("forecasts", "mape_vs_naive"), ("forecasts", "interval_coverage"))
 

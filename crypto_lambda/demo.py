@@ -7,7 +7,8 @@
    Kafka) and the Spark streaming consumer (continuous, 5 s trigger); replay today's recorded minutes so far,
    compressed into about ``stream_seconds``; stop once the consumer has caught up.
 3. Serving: the speed-output sensor's tick -> speed_daily runs -> serving_job (batch wins, speed for today).
-4. Forecasts: forecast_job on serving_daily for every symbol (full rolling-origin CV), with its checks.
+4. Forecasts: realized_vol_job over the minute window (realized variance from the minutes), then forecast_job
+   on serving_daily for every symbol (full rolling-origin CV of the price and the daily variance), with checks.
 5. Summary: rows per layer, the sources of the last 7 days, check results, forecast table, chart paths, phase
    timings. Everything started here is stopped before returning; exit code 0 only if every layer delivered.
 """
@@ -88,7 +89,7 @@ def run_demo(days: int = 90, stream_seconds: float = 60.0, forecasts: bool = Tru
             _serving(state, defs, instance)
         if forecasts:
             with _Phase(state, "forecasts"):
-                _forecasts(state, defs, instance)
+                _forecasts(state, defs, instance, first, last)
         from crypto_assets.status import collect_status
 
         status = collect_status(settings, instance)
@@ -200,13 +201,16 @@ def _serving(state: DemoState, defs, instance) -> None:
     state.ok["serving"] = bool(keys) and speed_ok and result.success
 
 
-def _forecasts(state: DemoState, defs, instance) -> None:
+def _forecasts(state: DemoState, defs, instance, first: dt.date, last: dt.date) -> None:
     from crypto_assets.assets.forecast.assets import FORECAST_JOB
-    from crypto_assets.partitions import symbol_range_tags
+    from crypto_assets.jobs import VOLATILITY_JOB
+    from crypto_assets.partitions import range_tags, symbol_range_tags
 
+    vol = defs.resolve_job_def(VOLATILITY_JOB).execute_in_process(
+        instance=instance, tags=range_tags(first, last, state.settings.symbols), raise_on_error=False)
     result = defs.resolve_job_def(FORECAST_JOB).execute_in_process(
         instance=instance, tags=symbol_range_tags(state.settings.symbols), raise_on_error=False)
-    state.ok["forecasts"] = result.success
+    state.ok["forecasts"] = vol.success and result.success
 
 
 def _count_rows(folder: Path) -> int:
@@ -228,22 +232,28 @@ def _last_days(settings: Settings, symbol: str, n: int = 7) -> list[str]:
 
 def _forecast_lines(settings: Settings) -> list[str]:
     from crypto_lambda.forecast.outputs import read_latest
+    from crypto_lambda.forecast.report import format_report
 
-    lines = [f"  {'symbol':<9} {'champion':<28} {'MAPE 1-30':>9} {'naive':>7} {'seeds':>7} {'cov80':>6}"]
-    charts = []
+    lines = [f"  {'symbol':<9} {'champion':<28} {'MAPE 1-30':>9} {'naive':>7} {'seeds':>7} {'cov80':>6} "
+             f"{'vol champion':<12} {'QLIKE vs naive':>14}"]
+    charts, infos = [], []
     for symbol in settings.symbols:
         info = read_latest(settings.home, symbol)
         if info is None:
             lines.append(f"  {symbol:<9} (no forecast)")
             continue
+        infos.append(info)
+        vol = info.get("volatility") or {}
         fig = info["figures"]
         champ = fig[info["champion"]]
         naive = fig.get("naive", {}).get("mean_mape", float("nan"))
         seeds = fig.get("prophet_seeds", {}).get("mean_mape", float("nan"))
         lines.append(f"  {symbol:<9} {info['champion']:<28} {champ['mean_mape']:>8.2f}% {naive:>6.2f}% "
-                     f"{seeds:>6.2f}% {champ['coverage80']:>5.1f}%")
-        charts += [f"  {symbol}: {info['files']['chart_html']}", f"  {symbol}: {info['files']['chart_png']}"]
-    return lines + ["", "charts:", *charts]
+                     f"{seeds:>6.2f}% {champ['coverage80']:>5.1f}% {vol.get('champion', '-'):<12} "
+                     f"{vol.get('skill_qlike', float('nan')):>14.3f}")
+        charts += [f"  {symbol}: {info['files'][k]}" for k in ("chart_html", "chart_png", "vol_chart_html",
+                                                               "vol_chart_png") if k in info["files"]]
+    return lines + ["", format_report(infos), "", "charts:", *charts]
 
 
 def summary(state: DemoState, status: dict) -> str:
@@ -267,7 +277,8 @@ def summary(state: DemoState, status: dict) -> str:
     for symbol in settings.symbols:
         lines += [f"{symbol}, last 7 days of serving_daily (batch wins, speed for today):",
                   *_last_days(settings, symbol), ""]
-    lines += ["forecasts (rolling-origin CV, mean MAPE over 1-30 days, 80 % interval coverage):",
+    lines += ["forecasts (rolling-origin CV; price: mean MAPE over 1-30 days, 80 % interval coverage; volatility: "
+              "champion and its mean QLIKE / naive's):",
               *_forecast_lines(settings), "", format_status(status), "", "elapsed:"]
     lines += [f"  {name:<48} {seconds:>7.1f} s" for name, seconds in state.phases.items()]
     failed = [layer for layer, ok in state.ok.items() if not ok]

@@ -44,6 +44,11 @@ def symbol_path(lake: Path, dataset: str, symbol: str) -> Path:
     return _checked_child(lake, dataset, f"{validate_symbol(symbol)}.parquet")
 
 
+def symbol_file(lake: Path, dataset: str, symbol: str, name: str) -> Path:
+    """A named file beside a daily x symbol dataset's day files (``lake/<dataset>/<SYMBOL>/<name>.parquet``)."""
+    return _checked_child(lake, dataset, validate_symbol(symbol), f"{name}.parquet")
+
+
 def atomic_write_table(table: pa.Table, path: Path) -> Path:
     """Write a Parquet file via temp file + fsync + rename: all or nothing, even on kill -9."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,8 @@ GLOBS = {
     lk.DAILY_FILLED: "*.parquet",
     lk.SPEED_DAILY: "*/*.parquet",
     lk.SERVING_DAILY: "*.parquet",
-    "forecast_metrics": "*.parquet",
+    "realized_vol_daily": "*/*.parquet",  # day files and each symbol's range history
+    "forecast_metrics": "*.parquet",  # price and volatility rows, told apart by ``target``
 }
 
 

@@ -191,3 +191,17 @@ SERVING_SCHEMA = pa.schema([
     pa.field("ma7", pa.float64()),
     pa.field("ma30", pa.float64()),
 ])
+
+# Daily variance per (symbol, UTC date), ``crypto_lambda.volatility``: realized from 1-minute returns
+# (``rv``, ``rvol`` = sqrt, ``minutes_used``) and Garman-Klass from the day's bar (``range_var``); ``variance``
+# and ``source`` (``minutes`` | ``range_gk``) are the estimate a forecast should use for that day.
+REALIZED_VOL_SCHEMA = pa.schema([
+    pa.field("symbol", pa.string(), nullable=False),
+    pa.field("date", pa.date32(), nullable=False),
+    pa.field("rv", pa.float64()),
+    pa.field("rvol", pa.float64()),
+    pa.field("minutes_used", pa.int32()),
+    pa.field("range_var", pa.float64()),
+    pa.field("variance", pa.float64()),
+    pa.field("source", pa.string()),
+])

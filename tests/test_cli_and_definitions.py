@@ -18,11 +18,13 @@ def test_code_location_loads_with_assets_checks_jobs_schedules():
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     names = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert {"raw_klines_1m", "daily_ohlcv", "daily_history_1d", "daily_filled"} <= names
+    assert {"raw_klines_1m", "daily_ohlcv", "daily_history_1d", "daily_filled", "realized_vol_daily"} <= names
     checks = {k.name for k in graph.asset_check_keys}
-    assert {"no_duplicate_minutes", "ohlc_sane", "no_gaps"} <= checks
+    assert {"no_duplicate_minutes", "ohlc_sane", "no_gaps", "rv_range_agreement"} <= checks
     assert defs.resolve_job_def("batch_minutes_job") and defs.resolve_job_def("batch_series_job")
-    assert {s.name for s in defs.schedules} == {"daily_batch_schedule", "daily_series_schedule"}
+    assert defs.resolve_job_def("realized_vol_job")
+    assert {s.name for s in defs.schedules} == {"daily_batch_schedule", "daily_series_schedule",
+                                                "daily_volatility_schedule"}
 
 
 @pytest.mark.parametrize("automation", ["on", "off"])

@@ -258,9 +258,9 @@ def test_checks_pass_on_honest_metrics_and_flag_tampered_ones(tmp_path: Path, sm
     for res in small_results.values():
         write_outputs(res, tmp_path, settings.lake, "20260101T000000Z-cccccccc")
     assert mape_vs_naive_report(settings)[0] is True
-    cov = small_results["BTCUSDT"].metric(small_results["BTCUSDT"].champion, "1-30", "coverage80")
-    assert interval_coverage_report(settings)[0] is (all(
-        70 <= r.metric(r.champion, "1-30", "coverage80") <= 90 for r in small_results.values())), cov
+    per_h = {s: [r.metric(r.champion, h, "coverage80") for h in ("1", "7", "14", "30")]
+             for s, r in small_results.items()}
+    assert interval_coverage_report(settings)[0] is all(70 <= c <= 90 for v in per_h.values() for c in v), per_h
 
     path = lk.symbol_path(settings.lake, FORECAST_METRICS, "ETHUSDT")
     honest = pd.read_parquet(path)

@@ -101,14 +101,24 @@ def plotly_js(static_dir: Path) -> Path:
     return path
 
 
-def write_html(result: ForecastResult, path: Path, static_dir: Path) -> Path:
-    script = plotly_js(static_dir)
-    src = os.path.relpath(script, path.parent)
+def save_html(fig: go.Figure, path: Path, static_dir: Path, div_id: str) -> Path:
+    """Write a figure as a page that loads the shared plotly.js, atomically."""
+    src = os.path.relpath(plotly_js(static_dir), path.parent)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
-    plotly_figure(result).write_html(tmp, include_plotlyjs=src, full_html=True,
-                                     div_id=f"forecast-{result.symbol}")
+    fig.write_html(tmp, include_plotlyjs=src, full_html=True, div_id=div_id)
     os.replace(tmp, path)
     return path
+
+
+def save_png(fig: Figure, path: Path) -> Path:
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}.png"
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, path)
+    return path
+
+
+def write_html(result: ForecastResult, path: Path, static_dir: Path) -> Path:
+    return save_html(plotly_figure(result), path, static_dir, f"forecast-{result.symbol}")
 
 
 def matplotlib_figure(result: ForecastResult) -> Figure:
@@ -140,7 +150,4 @@ def matplotlib_figure(result: ForecastResult) -> Figure:
 
 
 def write_png(result: ForecastResult, path: Path) -> Path:
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}.png"
-    matplotlib_figure(result).savefig(tmp, format="png")
-    os.replace(tmp, path)
-    return path
+    return save_png(matplotlib_figure(result), path)

@@ -90,6 +90,11 @@ class ForecastConfig:
     tie_tolerance: float = 0.01  # percentage points of mean MAPE that count as a tie
     mape_ceiling_30d: float = 20.0  # WARN when the champion's 30-day MAPE is above this (percent)
     coverage_band: tuple[float, float] = (70.0, 90.0)  # WARN when the champion's 80 % interval covers outside
+    # (the band at every report horizon, not only on average)
+    volatility: bool = True  # also forecast the daily variance (naive, EWMA, HAR) beside the price
+    vol_report_horizons: tuple[int, ...] = (1, 7, 30)
+    vol_period: int = 5  # volatility cutoffs: same window and horizon, every 5 days (see vol_pipeline)
+    vol_tie_tolerance: float = 0.001  # mean QLIKE difference that counts as a tie (QLIKE ~0.3-0.6 here)
 
     @property
     def mean_label(self) -> str:

@@ -3,11 +3,14 @@
 Definitions (``a`` actual close, ``f`` forecast, over every CV point at a horizon):
 - MAPE = mean(|a - f| / |a|) x 100 (percent), MAE = mean |a - f| and RMSE = sqrt(mean (a - f)^2) in quote
   currency (USDT), coverage80 = share of actuals inside [lower, upper] x 100 (percent).
+- pinball = the mean over q in 10/50/90 % of the pinball (quantile) loss of ``lower``/``yhat``/``upper`` taken as
+  those quantiles, divided by the actual and x 100 (percent of the price, so three years of prices that moved
+  5x weigh alike; the mean over q approximates CRPS / 2). A model without an interval scores NaN.
 - MASE = MAE(model, h) / MAE(naive, h): the scale is the naive forecast's CV error at the SAME horizon and on
   the same points. Why not Hyndman's in-sample one-step naive MAE: a 30-day forecast is compared with a
   1-day error then, so even the naive scores ~5 at h = 30 and the number stops answering the question the
   issue asks ("better than doing nothing?"). Here naive = 1 at every horizon and < 1 means better than naive.
-- The mean row (label ``1-H``) averages each per-horizon MAPE, MAE, RMSE and coverage over h = 1..H; its
+- The mean row (label ``1-H``) averages each per-horizon MAPE, pinball, MAE, RMSE and coverage over h = 1..H; its
   MASE is mean MAE / naive mean MAE.
 """
 
@@ -20,7 +23,8 @@ import pandas as pd
 
 from crypto_lambda.forecast.config import NAIVE, ForecastConfig, ModelSpec
 
-METRICS = ["mape", "mae", "rmse", "mase", "coverage80"]
+METRICS = ["mape", "pinball", "mae", "rmse", "mase", "coverage80"]
+QUANTILES = (0.1, 0.5, 0.9)  # the 80 % interval's bounds and the point forecast
 
 
 def _arrays(*values) -> list[np.ndarray]:
@@ -48,6 +52,16 @@ def coverage(actual, lower, upper) -> float:
     return float(np.mean((a >= lo) & (a <= hi)) * 100)
 
 
+def pinball(actual, lower, median, upper, quantiles: tuple[float, ...] = QUANTILES) -> float:
+    """Mean pinball loss of (lower, median, upper) as the given quantiles, in percent of the actual."""
+    a = np.asarray(actual, dtype=float)
+    losses = []
+    for q, f in zip(quantiles, _arrays(lower, median, upper), strict=True):
+        d = a - f
+        losses.append(np.maximum(q * d, (q - 1) * d) / np.abs(a))
+    return float(np.mean(losses) * 100)
+
+
 def mase(model_mae: float, naive_mae: float) -> float:
     return float(model_mae / naive_mae) if naive_mae else float("nan")
 
@@ -63,10 +77,11 @@ def by_horizon(points: pd.DataFrame, naive: str = NAIVE) -> pd.DataFrame:
     for (model, h), g in merged.groupby(["model", "horizon"], sort=True):
         a, f = g["actual"], g["yhat"]
         rows.append({"model": model, "horizon": int(h), "n": len(g), "cutoffs": g["cutoff"].nunique(),
-                     "mape": mape(a, f), "mae": mae(a, f), "rmse": rmse(a, f),
+                     "mape": mape(a, f), "pinball": pinball(a, g["lower"], f, g["upper"]),
+                     "mae": mae(a, f), "rmse": rmse(a, f),
                      "coverage80": coverage(a, g["lower"], g["upper"]), "naive_mae": g["naive_abs"].mean()})
-    table = pd.DataFrame(rows, columns=["model", "horizon", "n", "cutoffs", "mape", "mae", "rmse", "coverage80",
-                                        "naive_mae"])
+    table = pd.DataFrame(rows, columns=["model", "horizon", "n", "cutoffs", "mape", "pinball", "mae", "rmse",
+                                        "coverage80", "naive_mae"])
     table["mase"] = table["mae"] / table["naive_mae"]
     return table
 
@@ -82,21 +97,28 @@ def summarize(per_h: pd.DataFrame, config: ForecastConfig) -> pd.DataFrame:
                 rows.append({**base, "horizon": str(h), "n": int(g.at[h, "n"]),
                              **{m: float(g.at[h, m]) for m in METRICS}})
         rows.append({**base, "horizon": config.mean_label, "n": int(g["n"].sum()),
-                     "mape": g["mape"].mean(), "mae": g["mae"].mean(), "rmse": g["rmse"].mean(),
+                     "mape": g["mape"].mean(), "pinball": g["pinball"].mean(), "mae": g["mae"].mean(),
+                     "rmse": g["rmse"].mean(),
                      "mase": mase(g["mae"].mean(), g["naive_mae"].mean()), "coverage80": g["coverage80"].mean()})
     return pd.DataFrame(rows, columns=["model", "horizon", "n", "cutoffs", *METRICS])
 
 
-def choose_champion(summary: pd.DataFrame, specs: Sequence[ModelSpec], config: ForecastConfig) -> str:
-    """Lowest mean MAPE over 1..H among models scored on every point naive was scored on; models within
-    ``tie_tolerance`` percentage points of the best tie, and the simplest of them wins. Naive is the simplest
-    model, so the champion is never worse than naive."""
-    mean = summary[summary["horizon"] == config.mean_label].set_index("model")
+def pick_champion(mean: pd.DataFrame, specs: Sequence[ModelSpec], metric: str, tolerance: float,
+                  naive: str) -> str:
+    """The rule both targets share: among models scored on every point ``naive`` was scored on (``mean`` is
+    indexed by model with ``n`` and ``metric``), the lowest ``metric``; models within ``tolerance`` of the best
+    tie and the simplest of them wins. Naive is the simplest model, so the champion is never worse than it."""
     complexity = {s.name: s.complexity for s in specs}
-    full = mean.at[NAIVE, "n"] if NAIVE in mean.index else mean["n"].max()
-    eligible = mean[(mean["n"] == full) & np.isfinite(mean["mape"]) & mean.index.isin(list(complexity))]
+    full = mean.at[naive, "n"] if naive in mean.index else mean["n"].max()
+    eligible = mean[(mean["n"] == full) & np.isfinite(mean[metric]) & mean.index.isin(list(complexity))]
     if eligible.empty:
         raise ValueError("no model was scored on every CV point; nothing can be champion")
-    best = eligible["mape"].min()
-    tied = eligible[eligible["mape"] <= best + config.tie_tolerance]
+    best = eligible[metric].min()
+    tied = eligible[eligible[metric] <= best + tolerance]
     return min(tied.index, key=lambda name: (complexity[name], name))
+
+
+def choose_champion(summary: pd.DataFrame, specs: Sequence[ModelSpec], config: ForecastConfig) -> str:
+    """Lowest mean MAPE over 1..H; ties within ``tie_tolerance`` percentage points go to the simpler model."""
+    mean = summary[summary["horizon"] == config.mean_label].set_index("model")
+    return pick_champion(mean, specs, "mape", config.tie_tolerance, NAIVE)

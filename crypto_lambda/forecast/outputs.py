@@ -7,8 +7,13 @@ Layout (everything under ``CRYPTO_LAMBDA_HOME``):
   ``<stamp>`` is ``YYYYmmddTHHMMSSZ-<run id prefix>``, so every run keeps its own outputs (no ``_old`` copies).
 - ``forecasts/latest/<SYMBOL>.json``: the pointer to the newest run of that symbol (paths, champion,
   thresholds), replaced atomically. One file per symbol, so runs of different symbols never race.
+  Beside them the volatility run: ``vol_forecast.parquet`` (champion's daily variance and vol, next H days),
+  ``vol_metrics.parquet``/``.csv``, ``vol_cv_points.parquet``, ``vol_chart.html``, ``vol_chart.png``.
 - ``lake/forecast_metrics/<SYMBOL>.parquet`` and ``lake/forecasts/<SYMBOL>.parquet``: stable copies of the
-  newest metrics and forecast, for the ``forecast_metrics`` query view and the serving layer.
+  newest metrics and forecast, for the ``forecast_metrics`` query view and the serving layer. The metrics file
+  holds both targets, told apart by ``target`` (``price`` | ``volatility``); each has its own columns (MAPE...
+  for the price, QLIKE and MSE of log variance for the volatility) and its own champion.
+  ``lake/volatility_forecasts/<SYMBOL>.parquet``: the newest volatility forecast.
 """
 
 from __future__ import annotations
@@ -24,13 +29,16 @@ import pyarrow.parquet as pq
 
 from crypto_lambda import lake as lk
 from crypto_lambda.config import validate_symbol
-from crypto_lambda.forecast.config import NAIVE, SEEDS
+from crypto_lambda.forecast.config import DRIFT, NAIVE, SEEDS
 from crypto_lambda.forecast.pipeline import ForecastResult
 
 FORECASTS_DIR = "forecasts"
 FORECAST_METRICS = "forecast_metrics"  # lake dataset, and the name of the query view
 FORECASTS = "forecasts"  # lake dataset: the newest champion forecast per symbol
-VIEW_COLUMNS = ["symbol", "model", "horizon", "mape", "mae", "rmse", "mase", "coverage80", "is_champion"]
+VOL_FORECASTS = "volatility_forecasts"  # lake dataset: the newest volatility forecast per symbol
+PRICE, VOLATILITY = "price", "volatility"  # values of the metrics' ``target`` column
+VIEW_COLUMNS = ["symbol", "target", "model", "horizon", "mape", "pinball", "mae", "rmse", "mase", "coverage80",
+                "qlike", "mse_log", "is_champion"]
 
 
 def run_stamp(run_id: str | None = None, now: dt.datetime | None = None) -> str:
@@ -42,13 +50,31 @@ def latest_pointer(home: Path, symbol: str) -> Path:
     return home / FORECASTS_DIR / "latest" / f"{validate_symbol(symbol)}.json"
 
 
-def _row(result: ForecastResult, model: str) -> dict[str, float]:
-    """A model's mean and H-day figures, for the summary and the checks."""
-    h = str(result.config.horizon)
-    return {"mean_mape": result.metric(model, result.config.mean_label),
-            f"mape_{h}d": result.metric(model, h),
-            "coverage80": result.metric(model, result.config.mean_label, "coverage80"),
-            "mase": result.metric(model, result.config.mean_label, "mase")}
+def _row(result: ForecastResult, model: str) -> dict[str, Any]:
+    """A model's mean and H-day figures, and MAPE / pinball / coverage per reported horizon, for the summary,
+    the report and the checks."""
+    cfg = result.config
+    h = str(cfg.horizon)
+    labels = [*(str(x) for x in cfg.report_horizons), cfg.mean_label]
+    return {"mean_mape": result.metric(model, cfg.mean_label), f"mape_{h}d": result.metric(model, h),
+            "coverage80": result.metric(model, cfg.mean_label, "coverage80"),
+            "mase": result.metric(model, cfg.mean_label, "mase"),
+            "by_horizon": {x: {m: result.metric(model, x, m) for m in ("mape", "pinball", "coverage80")}
+                           for x in labels}}
+
+
+def _volatility(result: ForecastResult) -> dict[str, Any] | None:
+    vol = result.volatility
+    if vol is None:
+        return None
+    labels = [*(str(x) for x in result.config.vol_report_horizons), result.config.mean_label]
+    return {"champion": vol.champion, "skill_qlike": vol.skill("qlike"), "skill_mse_log": vol.skill("mse_log"),
+            "cutoffs": {"count": len(vol.cutoffs), "first": str(vol.cutoffs[0].date()),
+                        "last": str(vol.cutoffs[-1].date())},
+            "target_days_minutes": int(vol.metrics["target_days_minutes"].iloc[0]),
+            "failures": vol.failures,
+            "models": {m: {x: {k: vol.metric(m, x, k) for k in ("qlike", "mse_log")} for x in labels}
+                       for m in dict.fromkeys(vol.metrics["model"])}}
 
 
 def summary(result: ForecastResult, stamp: str, files: dict[str, Path]) -> dict[str, Any]:
@@ -60,10 +86,12 @@ def summary(result: ForecastResult, stamp: str, files: dict[str, Path]) -> dict[
         "cutoffs": {"count": len(result.cutoffs), "first": str(result.cutoffs[0].date()),
                     "last": str(result.cutoffs[-1].date())},
         "filled_days_dropped": result.filled_days_dropped, "seconds": round(result.seconds, 2),
-        "figures": {m: _row(result, m) for m in dict.fromkeys([result.champion, NAIVE, SEEDS, *result.finalists])
+        "figures": {m: _row(result, m)
+                    for m in dict.fromkeys([result.champion, NAIVE, DRIFT, SEEDS, *result.finalists])
                     if m in set(result.metrics["model"])},
+        "volatility": _volatility(result),
         "thresholds": {"mape_ceiling_30d": cfg.mape_ceiling_30d, "coverage_band": list(cfg.coverage_band),
-                       "horizon": cfg.horizon},
+                       "horizon": cfg.horizon, "coverage_horizons": list(cfg.report_horizons)},
         "config": cfg.as_dict(), "files": {k: str(v) for k, v in files.items()},
     }
 
@@ -72,13 +100,14 @@ def write_outputs(result: ForecastResult, home: Path, lake: Path, stamp: str) ->
     """Write one symbol's run outputs, then the stable lake copies, then (last) the latest pointer, so a
     reader following the pointer never finds a file missing. Returns the summary (with file paths)."""
     from crypto_lambda.forecast.charts import write_html, write_png  # plotly/matplotlib only when writing
+    from crypto_lambda.forecast.vol_charts import write_vol_html, write_vol_png
 
     sym = validate_symbol(result.symbol)
     root = home / FORECASTS_DIR
     folder = root / stamp / sym
     folder.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
-    metrics = result.metrics.assign(run_stamp=stamp, generated_at=now)
+    metrics = result.metrics.assign(target=PRICE, run_stamp=stamp, generated_at=now)
     files = {
         "forecast": lk.write_frame(result.forecast, folder / "forecast.parquet"),
         "metrics": lk.write_frame(metrics, folder / "metrics.parquet"),
@@ -88,7 +117,23 @@ def write_outputs(result: ForecastResult, home: Path, lake: Path, stamp: str) ->
         "chart_html": write_html(result, folder / "chart.html", root / "_static"),
         "chart_png": write_png(result, folder / "chart.png"),
     }
-    files["lake_metrics"] = lk.write_frame(metrics, lk.symbol_path(lake, FORECAST_METRICS, sym))
+    both = metrics
+    vol = result.volatility
+    if vol is not None:
+        vol_metrics = vol.metrics.assign(target=VOLATILITY, run_stamp=stamp, generated_at=now)
+        files.update({
+            "vol_forecast": lk.write_frame(vol.forecast, folder / "vol_forecast.parquet"),
+            "vol_metrics": lk.write_frame(vol_metrics, folder / "vol_metrics.parquet"),
+            "vol_metrics_csv": lk.atomic_text(folder / "vol_metrics.csv",
+                                              vol_metrics.to_csv(index=False, float_format="%.6g")),
+            "vol_cv_points": lk.write_frame(vol.points.assign(symbol=sym), folder / "vol_cv_points.parquet"),
+            "vol_chart_html": write_vol_html(vol, folder / "vol_chart.html", root / "_static"),
+            "vol_chart_png": write_vol_png(vol, folder / "vol_chart.png"),
+        })
+        both = pd.concat([metrics, vol_metrics], ignore_index=True)
+        files["lake_vol_forecast"] = lk.write_frame(vol.forecast, lk.symbol_path(lake, VOL_FORECASTS, sym))
+    both = both.reindex(columns=[*both.columns, *(c for c in VIEW_COLUMNS if c not in both)])  # the view's shape
+    files["lake_metrics"] = lk.write_frame(both, lk.symbol_path(lake, FORECAST_METRICS, sym))
     files["lake_forecast"] = lk.write_frame(result.forecast, lk.symbol_path(lake, FORECASTS, sym))
     info = summary(result, stamp, files)
     files["summary"] = lk.atomic_text(folder / "summary.json", json.dumps(info, indent=2, default=str) + "\n")
@@ -102,9 +147,16 @@ def read_latest(home: Path, symbol: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def read_metrics(lake: Path, symbol: str) -> pd.DataFrame | None:
+def read_metrics(lake: Path, symbol: str, target: str | None = PRICE) -> pd.DataFrame | None:
+    """The newest metrics of a symbol, of one ``target`` (None: both). Files written before the volatility
+    forecasts have no ``target`` column: all their rows are price rows."""
     path = lk.symbol_path(lake, FORECAST_METRICS, symbol)
-    return pq.read_table(path).to_pandas() if path.exists() else None
+    if not path.exists():
+        return None
+    frame = pq.read_table(path).to_pandas()
+    if "target" not in frame:
+        frame["target"] = PRICE
+    return frame if target is None else frame[frame["target"] == target].reset_index(drop=True)
 
 
 def metrics_markdown(metrics: pd.DataFrame, mean_label: str, horizons: tuple[int, ...]) -> str:

@@ -24,6 +24,8 @@ from crypto_lambda.forecast.config import ForecastConfig, ModelSpec
 from crypto_lambda.forecast.cv import CVRun, forecast_at, make_cutoffs, submit_cv
 from crypto_lambda.forecast.metrics import by_horizon, choose_champion, summarize
 from crypto_lambda.forecast.models import build_forecaster
+from crypto_lambda.forecast.vol_pipeline import VolResult, finish_vol, submit_vol
+from crypto_lambda.volatility import variance_series
 
 SAMPLE_DAILY = Path(__file__).resolve().parent.parent / "sample" / "daily"
 
@@ -45,14 +47,15 @@ class ForecastResult:
     failures: dict[str, str] = field(default_factory=dict)
     finalists: list[str] = field(default_factory=list)  # grid configs that passed screening
     seconds: float = 0.0
+    volatility: VolResult | None = None  # the daily-variance forecasts of the same symbol and run
 
     def metric(self, model: str, horizon: str, name: str = "mape") -> float:
         row = self.metrics[(self.metrics["model"] == model) & (self.metrics["horizon"] == horizon)]
         return float(row[name].iloc[0]) if len(row) else float("nan")
 
 
-def prepare_series(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """(observed ``ds``/``y`` rows sorted by day, number of forward-filled or provisional days dropped)."""
+def observed_bars(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """(the rows that are real daily closes, number of forward-filled or provisional days dropped)."""
     skip = pd.Series(False, index=frame.index)
     if "is_filled" in frame:
         skip |= frame["is_filled"].fillna(False).astype(bool)
@@ -60,11 +63,16 @@ def prepare_series(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
         skip |= frame["source"].eq("filled")
     if "is_provisional" in frame:  # serving_daily: today's speed bar is not a daily close yet
         skip |= frame["is_provisional"].fillna(False).astype(bool)
-    good = frame[~skip & frame["close"].notna() & (frame["close"] > 0)]
+    return frame[~skip & frame["close"].notna() & (frame["close"] > 0)], int(skip.sum())
+
+
+def prepare_series(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """(observed ``ds``/``y`` rows sorted by day, number of forward-filled or provisional days dropped)."""
+    good, dropped = observed_bars(frame)
     series = pd.DataFrame({"ds": pd.to_datetime(good["date"]).dt.tz_localize(None).dt.normalize(),
                            "y": good["close"].astype(float)})
     series = series.drop_duplicates("ds", keep="last").sort_values("ds").reset_index(drop=True)
-    return series, int(skip.sum())
+    return series, dropped
 
 
 def sample_daily(symbol: str, folder: Path = SAMPLE_DAILY) -> pd.DataFrame:
@@ -104,6 +112,8 @@ class _Plan:
     series: pd.DataFrame
     dropped: int
     cutoffs: list[pd.Timestamp]
+    variance: pd.DataFrame | None = None  # ds, y, source: the volatility target (None: not forecast)
+    vol: tuple[list[pd.Timestamp], CVRun] | None = None
     screen: CVRun | None = None
     fixed: CVRun | None = None
     rest: CVRun | None = None
@@ -121,13 +131,16 @@ def _best(points: pd.DataFrame, k: int) -> list[str]:
     return list(ape.sort_values(kind="stable").index[:k])
 
 
-def _plan(sym: str, frame: pd.DataFrame, config: ForecastConfig) -> _Plan:
+def _plan(sym: str, frame: pd.DataFrame, config: ForecastConfig, realized: pd.DataFrame | None) -> _Plan:
     series, dropped = prepare_series(frame)
     cutoffs = make_cutoffs(series, config)
     if not cutoffs:
         raise ValueError(f"{sym}: {len(series)} days are too few for a {config.horizon}-day CV with "
                          f"{config.min_train_days} training days")
-    return _Plan(series=series, dropped=dropped, cutoffs=cutoffs)
+    variance = None
+    if config.volatility and {"open", "high", "low"} <= set(frame.columns):
+        variance = variance_series(observed_bars(frame)[0], realized)
+    return _Plan(series=series, dropped=dropped, cutoffs=cutoffs, variance=variance)
 
 
 def _submit(plans: dict[str, _Plan], specs: list[ModelSpec], config: ForecastConfig, pool: Executor) -> None:
@@ -141,19 +154,24 @@ def _submit(plans: dict[str, _Plan], specs: list[ModelSpec], config: ForecastCon
     for plan in plans.values():
         plan.fixed = submit_cv(plan.series, {s.name: build_forecaster(s, config) for s in fixed}, plan.cutoffs,
                                config.horizon, pool)
+        if plan.variance is not None:
+            plan.vol = submit_vol(plan.variance, config, pool)
 
 
 def run_forecasts(frames: Mapping[str, pd.DataFrame], config: ForecastConfig | None = None,
-                  specs: list[ModelSpec] | None = None) -> dict[str, ForecastResult]:
+                  specs: list[ModelSpec] | None = None,
+                  realized: Mapping[str, pd.DataFrame] | None = None) -> dict[str, ForecastResult]:
     """Evaluate every candidate on every symbol in ONE thread pool (fits of both symbols interleave, so both
-    cores stay busy), then forecast the next H days with each symbol's champion."""
+    cores stay busy), then forecast the next H days with each symbol's champion. With OHLC bars (and
+    ``config.volatility``) the daily variance is forecast too: range-based, or ``realized`` (rows of
+    ``realized_vol_daily`` per symbol) where the minutes gave a complete day."""
     config = config or ForecastConfig()
     specs = _slowest_first(specs or config.specs())
     by_name = {s.name: s for s in specs}
     started = time.perf_counter()
     results: dict[str, ForecastResult] = {}
     with ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="forecast") as pool:
-        plans = {sym: _plan(sym, frame, config) for sym, frame in frames.items()}
+        plans = {sym: _plan(sym, frame, config, (realized or {}).get(sym)) for sym, frame in frames.items()}
         _submit(plans, specs, config, pool)
         screens: dict[str, tuple[pd.DataFrame, dict[str, str]]] = {}
         for sym, plan in plans.items():
@@ -184,7 +202,8 @@ def run_forecasts(frames: Mapping[str, pd.DataFrame], config: ForecastConfig | N
                 symbol=sym, config=config, history=plan.series, filled_days_dropped=plan.dropped,
                 cutoffs=plan.cutoffs, points=points, per_horizon=per_h, champion=champion, failures=failures,
                 metrics=_metrics_table(sym, summary, specs, champion, plan.cutoffs, plan.series),
-                forecast=pd.DataFrame(), finalists=plan.finalists)
+                forecast=pd.DataFrame(), finalists=plan.finalists,
+                volatility=finish_vol(sym, plan.variance, *plan.vol, config) if plan.vol else None)
         for sym, future in finals.items():
             fc = future.result()
             res = results[sym]

@@ -4,6 +4,10 @@ Input: ``serving_daily``, the merged batch + speed series (``lake/serving_daily/
 Forward-filled days (``source == "filled"``) and today's provisional speed bar are dropped by
 ``prepare_series``: neither is an observed daily close. The asset refreshes itself once a day after its input
 has been updated (``AutomationCondition.on_cron``), so a forecast run does not follow every speed update.
+The daily variance forecasts use the same bars (Garman-Klass) and, where ``realized_vol_daily`` has a day of
+complete minutes, its realized variance; without that asset on disk they are range-based only. It is read,
+not declared a dependency: ``on_cron`` waits for every parent to update after the tick, and most day
+partitions of realized_vol_daily never update again.
 """
 
 import dagster as dg
@@ -17,6 +21,8 @@ from crypto_lambda.config import Settings
 from crypto_lambda.forecast.config import ForecastConfig
 from crypto_lambda.forecast.outputs import metrics_markdown, run_stamp, write_outputs
 from crypto_lambda.forecast.pipeline import run_forecasts
+from crypto_lambda.forecast.report import format_report
+from crypto_lambda.volatility import read_realized
 
 INPUT_ASSET = lk.SERVING_DAILY
 FORECAST_CRON = "30 1 * * *"  # after the 00:10/00:40 batch schedules and the serving update
@@ -43,6 +49,7 @@ class ForecastRunConfig(dg.Config):
     mape_ceiling_30d: float = 20.0
     coverage_low: float = 70.0
     coverage_high: float = 90.0
+    volatility: bool = True
 
     def forecast_config(self) -> ForecastConfig:
         base = ForecastConfig()
@@ -50,7 +57,7 @@ class ForecastRunConfig(dg.Config):
             horizon=self.horizon, period=self.period, cv_days=self.cv_days, screen_every=self.screen_every,
             finalists=self.finalists, grid=base.grid if self.use_grid else (), include_seeds=self.include_seeds,
             threads=self.threads, mape_ceiling_30d=self.mape_ceiling_30d,
-            coverage_band=(self.coverage_low, self.coverage_high),
+            coverage_band=(self.coverage_low, self.coverage_high), volatility=self.volatility,
             report_horizons=tuple(h for h in base.report_horizons if h <= self.horizon))
 
 
@@ -60,7 +67,8 @@ def build_forecast_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         group_name=GROUP, kinds={"parquet", "python"}, deps=[INPUT_ASSET],
         automation_condition=dg.AutomationCondition.on_cron(FORECAST_CRON, "UTC"),
         description="Champion's next-30-day forecast with its 80 % interval, chosen by rolling-origin CV among "
-                    "naive, drift, the seeds' Prophet and a Prophet-on-log grid; metrics table and charts.",
+                    "naive, drift, the seeds' Prophet and a Prophet-on-log grid; beside it the daily variance "
+                    "forecast (naive, EWMA, HAR-RV by QLIKE); metrics tables and charts.",
     )
     def forecasts(context: dg.AssetExecutionContext, config: ForecastRunConfig,
                   lake: LakeResource) -> dg.MaterializeResult:
@@ -71,25 +79,34 @@ def build_forecast_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         if absent:
             raise dg.Failure(f"no {INPUT_ASSET} series for {', '.join(absent)}: materialize {INPUT_ASSET} first")
         cfg = config.forecast_config()
-        results = run_forecasts(frames, cfg)  # all symbols of the run share one thread pool
+        realized = {s: r for s in symbols if (r := read_realized(run_settings.lake, s)) is not None}
+        results = run_forecasts(frames, cfg, realized=realized)  # all symbols of the run share one thread pool
         stamp = run_stamp(context.run_id)
         meta: dict[str, dg.MetadataValue] = {"run_stamp": dg.MetadataValue.text(stamp)}
-        tables = []
+        tables, infos = [], []
         for sym in symbols:
             res = results[sym]
             info = write_outputs(res, run_settings.home, run_settings.lake, stamp)
             tables.append(res.metrics)
+            infos.append(info)
             files = info["files"]
             meta[f"{sym}/champion"] = dg.MetadataValue.text(res.champion)
             meta[f"{sym}/chart_html"] = dg.MetadataValue.path(files["chart_html"])
             meta[f"{sym}/chart_png"] = dg.MetadataValue.path(files["chart_png"])
             meta[f"{sym}/forecast"] = dg.MetadataValue.path(files["forecast"])
             meta[f"{sym}/figures"] = dg.MetadataValue.json(info["figures"])
+            if info["volatility"]:
+                meta[f"{sym}/vol_champion"] = dg.MetadataValue.text(info["volatility"]["champion"])
+                meta[f"{sym}/vol_skill_qlike"] = dg.MetadataValue.float(info["volatility"]["skill_qlike"])
+                meta[f"{sym}/vol_chart_html"] = dg.MetadataValue.path(files["vol_chart_html"])
+                meta[f"{sym}/vol_chart_png"] = dg.MetadataValue.path(files["vol_chart_png"])
             context.log.info(f"forecasts {sym}: champion {res.champion}, {len(res.cutoffs)} cutoffs, "
                              f"{res.seconds:.1f}s, outputs in {files['summary']}")
         meta["metrics"] = dg.MetadataValue.md(
             metrics_markdown(pd.concat(tables, ignore_index=True), cfg.mean_label, cfg.report_horizons))
         meta["cutoffs"] = dg.MetadataValue.int(len(results[symbols[0]].cutoffs))
+        meta["report"] = dg.MetadataValue.md(f"```\n{format_report(infos)}\n```")
+        context.log.info(f"forecasts report:\n{format_report(infos)}")
         return dg.MaterializeResult(metadata=meta)
 
     return [forecasts]
