@@ -144,7 +144,8 @@ class BinanceClient:
         rows = self.klines_rows(symbol, interval, start_ms, end_ms)
         frame = readers.frame_from_rest_rows(rows, symbol, source="rest")
         return schema.validate(frame, source_file=f"{self.base_url}/api/v3/klines?symbol={symbol}"
-                               f"&interval={interval}&startTime={start_ms}&endTime={end_ms - 1}")
+                               f"&interval={interval}&startTime={start_ms}&endTime={end_ms - 1}",
+                               interval_ms=interval_ms(interval))
 
 
 def _error_body(resp: requests.Response) -> tuple[int | None, str]:
