@@ -49,6 +49,7 @@ class ImportSummary:
     rows_outside_window: int = 0
     symbols: dict[str, SymbolDays] = field(default_factory=dict)
     quarantine_files: list[Path] = field(default_factory=list)
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -60,6 +61,7 @@ class ImportSummary:
             "symbols": {s: {"first": d.first.isoformat(), "last": d.last.isoformat(), "days": d.days}
                         for s, d in sorted(self.symbols.items())},
             "quarantine_files": [str(p) for p in self.quarantine_files],
+            "quarantine_reasons": dict(sorted(self.quarantine_reasons.items())),
         }
 
 
@@ -191,6 +193,8 @@ def import_paths(paths: Iterable[Path | str], settings: Settings, *, symbol: str
         bad = _bad_in_window(result.bad, shift_ms, start, end)
         summary.duplicates += result.duplicates
         summary.rows_quarantined += len(bad)
+        for reason, n in bad["reason"].value_counts().items():
+            summary.quarantine_reasons[str(reason)] = summary.quarantine_reasons.get(str(reason), 0) + int(n)
         bad_parts.append(bad)
         good, day_index = _good_in_window(result, summary, shift_ms=shift_ms, start=start, end=end)
         for key, rows in good.groupby([good["symbol"], day_index], sort=False):
