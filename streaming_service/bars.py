@@ -17,6 +17,9 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from crypto_lambda.schema import FUTURE_TOLERANCE_MS, GLOBAL_LISTING_FLOOR, LISTING_FLOORS, close_time_offset_ms
+from crypto_lambda.timeutil import MINUTE_MS, day_start_ms
+
 EVENT_SCHEMA = (
     "e string, E long, s string, t long, p string, q string, T long, m boolean, "
     "k struct<t:long, T:long, s:string, i:string, f:long, L:long, o:string, c:string, h:string, l:string, "
@@ -43,6 +46,15 @@ def _num(text: Column) -> Column:
 def _bad_number(col: Column, positive: bool = True) -> Column:
     bad = col.isNull() | F.isnan(col) | (F.abs(col) == F.lit(float("inf")))
     return bad | (col <= 0) if positive else bad | (col < 0)
+
+
+def _plausible_ms(ms: Column, symbol: Column) -> Column:
+    """schema.validate's time rules: not after now + 1 minute (a future trade would also push the watermark
+    past every real one) and not before the symbol's listing floor."""
+    floor = F.lit(day_start_ms(GLOBAL_LISTING_FLOOR))
+    for prefix, day in reversed(LISTING_FLOORS.items()):
+        floor = F.when(symbol.startswith(prefix), F.lit(day_start_ms(day))).otherwise(floor)
+    return (ms <= F.unix_millis(F.current_timestamp()) + FUTURE_TOLERANCE_MS) & (ms >= floor)
 
 
 def parse_events(kafka: DataFrame, expected: dict[str, str] | None = None) -> DataFrame:
@@ -76,7 +88,8 @@ def parse_events(kafka: DataFrame, expected: dict[str, str] | None = None) -> Da
         .when(symbol.isNull() | ~symbol.rlike(SYMBOL_PATTERN), "invalid_symbol")
         .when(F.col("key").isNotNull() & (F.col("key").cast("string") != symbol), "key_does_not_match_symbol")
         .when((kind == "trade") & (F.col("j.trade_id").isNull() | (F.col("j.trade_id") < 0)), "invalid_trade_id")
-        .when((kind == "trade") & (F.col("j.trade_ms").isNull() | (F.col("j.trade_ms") <= 0)), "invalid_trade_time")
+        .when((kind == "trade") & (F.col("j.trade_ms").isNull() | ~_plausible_ms(F.col("j.trade_ms"), symbol)),
+              "invalid_trade_time")
         .when((kind == "trade") & _bad_number(price), "invalid_price")
         .when((kind == "trade") & _bad_number(qty), "invalid_quantity")
         .when((kind == "kline") & (F.col("j.k").isNull() | F.col("j.k.open_ms").isNull()), "missing_kline")
@@ -85,6 +98,10 @@ def parse_events(kafka: DataFrame, expected: dict[str, str] | None = None) -> Da
         .when((kind == "kline") & (_bad_number(ko) | _bad_number(kh) | _bad_number(kl) | _bad_number(kc)
                                    | _bad_number(kv, positive=False)), "invalid_kline_value")
         .when((kind == "kline") & ~((kl <= F.least(ko, kc)) & (F.greatest(ko, kc) <= kh)), "ohlc_violation")
+        .when((kind == "kline") & ~_plausible_ms(F.col("j.k.open_ms"), symbol), "kline_open_time_implausible")
+        .when((kind == "kline") & (F.col("j.k.close_ms") != F.col("j.k.open_ms") + close_time_offset_ms(MINUTE_MS)),
+              "kline_close_time_mismatch")
+        .when((kind == "kline") & (F.col("j.k.n") < 0), "invalid_kline_trades")
         .when((kind == "gap") & (F.col("j.from").isNull() | F.col("j.to").isNull()
                                  | (F.col("j.from") > F.col("j.to"))), "invalid_gap_range")
     )
