@@ -151,7 +151,7 @@ def validate(frame: pd.DataFrame, *, source_file: str, interval_ms: int = MINUTE
     flag(~np.isfinite(parsed.fillna(0)).all(axis=1), "infinite_value")
     if isinstance(trades, pd.Series):
         flag(trades < 0, "negative_trades")
-        flag((trades % 1 != 0) | (trades >= 2**62), "invalid_trade_count")
+        flag(trades.notna() & ((trades % 1 != 0) | (trades >= 2**62)), "invalid_trade_count")
     symbol_ok = out["symbol"].str.fullmatch(r"[A-Z0-9]{5,20}")
     flag(~symbol_ok, "invalid_symbol")
 
