@@ -74,6 +74,13 @@ def frame_from_rest_rows(rows: Sequence[Sequence], symbol: str, source: str = "r
     return frame
 
 
+def validate_rest_rows(rows: Sequence[Sequence], symbol: str, *, interval_ms: int, source_file: str,
+                       source: str = "rest") -> Validated:
+    """What the exchange client does with a REST answer: the same frame and rules as a file of klines."""
+    return validate(frame_from_rest_rows(rows, symbol, source=source), source_file=source_file,
+                    interval_ms=interval_ms)
+
+
 def close_to_ms(values: pd.Series) -> pd.Series:
     """Close times in the open time's unit detection (dumps switched to µs); a value that is present but not
     a plausible time becomes -1, so ``schema.validate`` quarantines it as ``close_time_mismatch``."""

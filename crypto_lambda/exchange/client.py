@@ -143,10 +143,9 @@ class BinanceClient:
     def klines(self, symbol: str, start_ms: int, end_ms: int, interval: str = "1m") -> schema.Validated:
         """Klines in [start_ms, end_ms), typed and validated (``source = "rest"``)."""
         rows = self.klines_rows(symbol, interval, start_ms, end_ms)
-        frame = readers.frame_from_rest_rows(rows, symbol, source="rest")
-        return schema.validate(frame, source_file=f"{self.base_url}/api/v3/klines?symbol={symbol}"
-                               f"&interval={interval}&startTime={start_ms}&endTime={end_ms - 1}",
-                               interval_ms=interval_ms(interval))
+        return readers.validate_rest_rows(
+            rows, symbol, interval_ms=interval_ms(interval), source_file=f"{self.base_url}/api/v3/klines?"
+            f"symbol={symbol}&interval={interval}&startTime={start_ms}&endTime={end_ms - 1}")
 
 
 def _reason(exc: requests.RequestException) -> str:
