@@ -27,7 +27,8 @@ from crypto_lambda.timeutil import today_utc
 from tests.test_readers import BTC_FEATHER, dump_lines, real_rows, write_checksum, write_lines
 
 CLI = [sys.executable, "-c", "import sys; from crypto_lambda.cli import main; sys.exit(main(sys.argv[1:]))"]
-JAVA_FRAME = re.compile(r"^\s+at (?:org\.apache|java\.|scala\.|py4j\.)", re.M)
+# a Java stack frame, printed by the JVM or inside PySpark's JSON error log (where newlines are escaped)
+JAVA_FRAME = re.compile(r"(?:^\s+|\\n\\t)at (?:org\.apache|java\.|scala\.|py4j\.)", re.M)
 DAY_FILE = "BTCUSDT-1m-2025-06-01.csv"
 
 
@@ -347,6 +348,7 @@ def run_subprocess(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int
     return proc.returncode, proc.stdout, proc.stderr
 
 
+@pytest.mark.timeout(300)  # before issue 14, `web --host 0.0.0.0` just served forever
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_gets_one_clear_line_and_an_honest_exit_code(name, lambda_home, tmp_path, monkeypatch, capfd):
     monkeypatch.chdir(tmp_path)  # anything written to the current directory would show up here

@@ -42,7 +42,7 @@ def status_json(env: dict[str, str]) -> dict:
     return json.loads(proc.stdout)
 
 
-def wait_for_planned_check(home: Path, proc: subprocess.Popen, timeout: float = 240) -> str:
+def wait_for_planned_check(home: Path, proc: subprocess.Popen, log: Path, timeout: float = 240) -> str:
     """The id of the backfill's run once it is STARTED with a check planned but not evaluated (what made
     `status` crash before)."""
     import dagster as dg
@@ -51,7 +51,8 @@ def wait_for_planned_check(home: Path, proc: subprocess.Popen, timeout: float = 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the backfill ended before it could be killed"
-        if (home / "dagster" / "dagster.yaml").exists():
+        # the CLI logs "backfill run:" once its instance storage exists: opening it earlier races its creation
+        if "backfill run:" in log.read_text():
             with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home / "dagster"))) as instance:
                 started = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
                 for record in started:
@@ -74,7 +75,7 @@ def test_kill_9_during_backfill_then_status_tells_the_truth_and_a_rerun_heals(tm
         proc = subprocess.Popen([*CLI, "backfill"], env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         try:
-            run_id = wait_for_planned_check(home, proc)
+            run_id = wait_for_planned_check(home, proc, tmp_path / "backfill.log")
         finally:
             os.killpg(proc.pid, signal.SIGKILL)  # the CLI, its Spark JVM and Python workers
             proc.wait(timeout=30)
