@@ -82,8 +82,8 @@ def validate_rest_rows(rows: Sequence[Sequence], symbol: str, *, interval_ms: in
 
 
 def close_to_ms(values: pd.Series) -> pd.Series:
-    """Close times in the open time's unit detection (dumps switched to µs); a value that is present but not
-    a plausible time becomes -1, so ``schema.validate`` quarantines it as ``close_time_mismatch``."""
+    """Close times normalised like open times (dumps switched to µs in 2025). A value that is present but not a
+    plausible time becomes -1, so ``schema.validate`` quarantines it as ``close_time_mismatch``; NaN = none."""
     out = epoch_to_ms(values)
     return out.astype("float64").where(out.notna() | pd.Series(values, index=out.index).isna(), -1.0)
 
@@ -404,7 +404,7 @@ def load(path: Path | str, *, symbol: str | None = None) -> Validated:
 
 
 def _reasons(bad: pd.DataFrame) -> str:
-    """' (N rows quarantined: reason x n, ...)' for an error message; '' when there were no rows."""
+    """Why a file has no valid row, for its error message: the row count and the commonest reasons."""
     if not len(bad):
         return " (the file holds no kline rows)"
     counts = bad["reason"].value_counts()

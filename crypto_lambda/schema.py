@@ -5,8 +5,8 @@ now + 1 minute and not before the symbol's listing floor (:func:`listing_floor_m
 file declares (``period_ms``), its close time (when the source has one) is open time + interval - 1 ms,
 every price is > 0, ``low <= min(open, close) <= max(open, close) <= high``, volumes >= 0 and trades >= 0.
 Invalid rows are returned separately with a reason so callers can quarantine them; a bad row never takes a
-good neighbour down with it. The REST path, every file reader and (for its kline events) the streaming
-parse apply these same rules.
+good neighbour down with it. The REST path and every file reader apply these rules; the streaming parse
+(``streaming_service/bars.py``) applies the listing floor, close-time and trade-count rules to its events.
 """
 
 from __future__ import annotations
