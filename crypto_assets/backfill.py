@@ -18,6 +18,7 @@ import dagster as dg
 
 from crypto_assets.jobs import MINUTES_JOB, SERIES_JOB
 from crypto_assets.partitions import range_tags, symbol_range_tags
+from crypto_assets.runs import process_tags, sweep_dead_runs
 from crypto_lambda import lake as lk
 from crypto_lambda.config import Settings
 from crypto_lambda.timeutil import contiguous_runs, day_range, yesterday_utc
@@ -29,11 +30,16 @@ RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": os.environ.get("CR
 
 @dataclass
 class BackfillOutcome:
+    """What a backfill did. ``failed_checks`` are the ERROR-severity checks that failed: the data is not
+    trustworthy even though every run succeeded, so the CLI exits non-zero for them."""
+
     runs: list[str] = field(default_factory=list)
     partitions: int = 0
     success: bool = True
     checks: dict[str, bool] = field(default_factory=dict)
     seconds: float = 0.0
+    failed_checks: list[str] = field(default_factory=list)
+    marked_failed: list[str] = field(default_factory=list)
 
 
 def missing_days(settings: Settings, symbol: str, first: dt.date | None = None,
@@ -45,11 +51,12 @@ def missing_days(settings: Settings, symbol: str, first: dt.date | None = None,
     return [d for d in day_range(first, last) if d not in raw or d not in bars]
 
 
-def _check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
-    out = {}
+def _check_results(result: dg.ExecuteInProcessResult, outcome: BackfillOutcome) -> None:
     for event in result.get_asset_check_evaluations():
-        out[f"{event.asset_key.to_user_string()}:{event.check_name}"] = event.passed
-    return out
+        name = f"{event.asset_key.to_user_string()}:{event.check_name}"
+        outcome.checks[name] = event.passed
+        if not event.passed and event.severity == dg.AssetCheckSeverity.ERROR and name not in outcome.failed_checks:
+            outcome.failed_checks.append(name)
 
 
 def run_backfill(defs: dg.Definitions, settings: Settings, instance: dg.DagsterInstance, *,
@@ -57,10 +64,10 @@ def run_backfill(defs: dg.Definitions, settings: Settings, instance: dg.DagsterI
                  only_missing: bool = True) -> BackfillOutcome:
     """Backfill [first, last] (default: start..yesterday) for symbols; returns runs and check outcomes."""
     started = time.monotonic()
+    outcome = BackfillOutcome(marked_failed=[d.run_id for d in sweep_dead_runs(instance)])
     symbols = sorted(symbols or settings.symbols)
     first = max(first or settings.first_minute_day, settings.first_minute_day)
     last = min(last or yesterday_utc(), yesterday_utc())
-    outcome = BackfillOutcome()
     if only_missing:
         wanted = sorted({d for s in symbols for d in missing_days(settings, s, first, last)})
     else:
@@ -69,16 +76,18 @@ def run_backfill(defs: dg.Definitions, settings: Settings, instance: dg.DagsterI
     for run_first, run_last in contiguous_runs(wanted):
         n = ((run_last - run_first).days + 1) * len(symbols)
         log.info("backfill run: %s..%s x %s (%d partitions)", run_first, run_last, ",".join(symbols), n)
-        result = minutes_job.execute_in_process(instance=instance, tags=range_tags(run_first, run_last, symbols),
-                                                run_config=RUN_CONFIG, raise_on_error=False)
+        result = minutes_job.execute_in_process(
+            instance=instance, tags={**range_tags(run_first, run_last, symbols), **process_tags()},
+            run_config=RUN_CONFIG, raise_on_error=False)
         outcome.runs.append(result.run_id)
         outcome.partitions += n
         outcome.success &= result.success
-        outcome.checks.update(_check_results(result))
+        _check_results(result, outcome)
     series = defs.resolve_job_def(SERIES_JOB).execute_in_process(
-        instance=instance, tags=symbol_range_tags(symbols), run_config=RUN_CONFIG, raise_on_error=False)
+        instance=instance, tags={**symbol_range_tags(symbols), **process_tags()}, run_config=RUN_CONFIG,
+        raise_on_error=False)
     outcome.runs.append(series.run_id)
     outcome.success &= series.success
-    outcome.checks.update(_check_results(series))
+    _check_results(series, outcome)
     outcome.seconds = round(time.monotonic() - started, 2)
     return outcome

@@ -8,6 +8,7 @@ import dagster as dg
 
 from crypto_assets.backfill import missing_days
 from crypto_assets.checks.batch import gap_report
+from crypto_assets.runs import IN_PROGRESS, sweep_dead_runs, unresolved_failures
 from crypto_lambda import lake as lk
 from crypto_lambda.config import Settings
 
@@ -41,26 +42,50 @@ def collect_status(settings: Settings, instance: dg.DagsterInstance) -> dict:
     for name in ASSETS:
         event = instance.get_latest_materialization_event(dg.AssetKey(name))
         materializations[name] = _iso(event.timestamp) if event else None
+    marked = sweep_dead_runs(instance)  # a killed run must not look in flight forever
     keys = [dg.AssetCheckKey(dg.AssetKey(asset), check) for asset, check in CHECKS]
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
-    checks = {}
-    for key in keys:
-        record = latest.get(key)
-        evaluation = record.evaluation if record else None
-        checks[f"{key.asset_key.to_user_string()}:{key.name}"] = {
-            "status": record.status.value if record else "NEVER_RUN",
-            "passed": evaluation.passed if evaluation else None,
-            "severity": evaluation.severity.value if evaluation else None,
-            "at": _iso(record.create_timestamp) if record else None,
-        }
+    checks = {f"{key.asset_key.to_user_string()}:{key.name}": _check_entry(instance, latest.get(key))
+              for key in keys}
     failed = failed_checks(checks)
+    in_flight = [{"run_id": r.dagster_run.run_id, "job": r.dagster_run.job_name,
+                  "status": r.dagster_run.status.value, "since": _iso(r.start_time)}
+                 for r in instance.get_run_records(dg.RunsFilter(statuses=list(IN_PROGRESS)))]
     return {
         "home": str(settings.home),
         "first_minute_day": str(settings.first_minute_day),
         "symbols": symbols,
         "last_materialization": materializations,
         "checks": checks,
+        "runs": {"in_flight": in_flight, "marked_failed_now": [d.run_id for d in marked],
+                 "unresolved_failures": unresolved_failures(instance)},
         "healthy": not failed and all(s["missing_days"] == 0 for s in symbols.values()),
+    }
+
+
+def _check_entry(instance: dg.DagsterInstance, record) -> dict:
+    """One check's latest execution. A PLANNED record has no evaluation yet: its run is in flight, or the run
+    ended without evaluating it (failed, killed, or the check was skipped), which is what status reports."""
+    if record is None:
+        return {"status": "NEVER_RUN", "passed": None, "severity": None, "at": None}
+    status = record.status.value
+    evaluation = record.evaluation if record.status.value != "PLANNED" else None
+    if evaluation is None:
+        run = instance.get_run_by_id(record.run_id)
+        if run is None:
+            status = "RUN_DELETED"
+        elif run.status in IN_PROGRESS or run.status in (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED):
+            status = "IN_PROGRESS"
+        elif run.status == dg.DagsterRunStatus.SUCCESS:
+            status = "SKIPPED"
+        else:
+            status = f"NOT_EVALUATED_RUN_{run.status.value}"
+    return {
+        "status": status,
+        "passed": getattr(evaluation, "passed", None),
+        "severity": evaluation.severity.value if evaluation is not None else None,
+        "at": _iso(record.create_timestamp),
+        "run_id": record.run_id,
     }
 
 
@@ -84,5 +109,12 @@ def format_status(status: dict) -> str:
         verdict = {True: "PASSED", False: "WARNING" if c["severity"] == "WARN" else "FAILED",
                    None: c["status"]}[c["passed"]]
         lines.append(f"  {name:<36} {verdict:<10} {c['at'] or ''}")
+    runs = status.get("runs", {})
+    if runs.get("in_flight") or runs.get("unresolved_failures"):
+        lines += ["", "runs:"]
+        lines += [f"  {r['run_id'][:8]} {r['job']:<22} {r['status']:<10} since {r['since'] or '?'}"
+                  for r in runs.get("in_flight", [])]
+        lines += [f"  {r['run_id'][:8]} {r['job']:<22} {r['status']:<10} {r['message'] or ''}"
+                  for r in runs.get("unresolved_failures", [])[:3]]
     lines += ["", "healthy" if status["healthy"] else "NOT healthy: see missing days / failed checks above"]
     return "\n".join(lines)

@@ -100,10 +100,15 @@ def _saved(home: Path) -> dict[str, str]:
     path = home / SETTINGS_FILE
     if not path.exists():
         return {}
+    from crypto_lambda.errors import Fault
+
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"settings file {path} is not valid JSON: {exc}") from exc
+        data = exc
+    if not isinstance(data, dict):  # a corrupt state file is a runtime fault, not the user's argument
+        raise Fault(f"settings file {path} is corrupt ({data if isinstance(data, Exception) else 'not an object'}): "
+                    f"fix it or delete it (it only remembers symbols and start dates; `make demo` rewrites it)")
     return {k: str(v) for k, v in data.items() if k in _FILE_KEYS}
 
 

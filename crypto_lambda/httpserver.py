@@ -1,14 +1,65 @@
 """An aiohttp application on its own event loop in a background thread: how the replay exchange and the live
-page run inside tests, the demo and benchmarks, and behind their CLIs (:meth:`serve_until_signal`)."""
+page run inside tests, the demo and benchmarks, and behind their CLIs (:meth:`serve_until_signal`).
+
+Also the servers' shared safety rules: a non-loopback bind needs an explicit ``--allow-remote``
+(:func:`check_bind`), a busy port is one clear :class:`~crypto_lambda.errors.Fault`, and a malformed request
+(a too-long URL, a broken header) is logged as one line instead of a traceback per request.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import ipaddress
+import logging
+import os
 import signal
 import threading
 from typing import Self
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from crypto_lambda.errors import Fault
+
+log = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, allow_remote: bool, what: str) -> None:
+    """Refuse a non-loopback bind unless asked for explicitly: our servers have no authentication."""
+    if is_loopback(host):
+        return
+    if not allow_remote:
+        raise ValueError(f"--host {host} is not a loopback address; the {what} has no authentication, pass "
+                         "--allow-remote to expose it anyway")
+    log.warning("%s binds %s with --allow-remote: anyone who can reach this address can use it", what, host)
+
+
+class _OneLineBadRequests(logging.Filter):
+    """aiohttp logs every request it cannot parse with a full traceback ("Error handling request"): a client's
+    mistake, answered with a 400, becomes one line naming the problem."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            client = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg, record.args = "bad request from %s: %s (answered %s)", (client, exc.message, exc.code)
+            record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
+        return True
+
+
+_server_log = logging.getLogger("aiohttp.server")
+if not any(isinstance(f, _OneLineBadRequests) for f in _server_log.filters):
+    _server_log.addFilter(_OneLineBadRequests())
 
 
 class BackgroundServer:
@@ -49,7 +100,11 @@ class BackgroundServer:
         if self._error is not None:
             self._thread.join()
             self._thread = None
-            raise self._error
+            error, self._error = self._error, None
+            if isinstance(error, OSError) and error.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+                raise Fault(f"{self.name} cannot listen on {self.netloc}: {os.strerror(error.errno)}; choose another "
+                            "--port (or stop what uses it)") from error
+            raise error
         return self
 
     def _run(self) -> None:

@@ -2,14 +2,18 @@
 
 Staged data lives at ``<home>/imports/<SYMBOL>/<YYYY-MM-DD>.parquet`` (canonical kline schema, one file
 per UTC day). Re-importing merges with what is staged (later import wins on the same minute) and writes
-atomically, so an import can be repeated or interrupted without leaving duplicates or half files.
+atomically, so an import can be repeated or interrupted without leaving duplicates or half files. An
+import is validated whole before anything is written (one bad file refuses the batch).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import shutil
 import sys
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +49,7 @@ class ImportSummary:
     rows_outside_window: int = 0
     symbols: dict[str, SymbolDays] = field(default_factory=dict)
     quarantine_files: list[Path] = field(default_factory=list)
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -56,6 +61,7 @@ class ImportSummary:
             "symbols": {s: {"first": d.first.isoformat(), "last": d.last.isoformat(), "days": d.days}
                         for s, d in sorted(self.symbols.items())},
             "quarantine_files": [str(p) for p in self.quarantine_files],
+            "quarantine_reasons": dict(sorted(self.quarantine_reasons.items())),
         }
 
 
@@ -123,9 +129,9 @@ def _bad_in_window(bad: pd.DataFrame, shift_ms: int, start: dt.date | None,
     return bad.loc[keep.to_numpy()].reset_index(drop=True)
 
 
-def _stage_file(result: Validated, settings: Settings, summary: ImportSummary, bar: tqdm, *,
-                shift_ms: int, start: dt.date | None, end: dt.date | None,
-                days_by_symbol: dict[str, set[dt.date]]) -> None:
+def _good_in_window(result: Validated, summary: ImportSummary, *, shift_ms: int, start: dt.date | None,
+                    end: dt.date | None) -> tuple[pd.DataFrame, pd.Series]:
+    """A file's good rows shifted and cut to [start, end], with each row's UTC day number."""
     good = result.good
     if shift_ms:
         shifted = (good["open_time"] + pd.Timedelta(milliseconds=shift_ms)).dt.as_unit("ms")
@@ -137,23 +143,38 @@ def _stage_file(result: Validated, settings: Settings, summary: ImportSummary, b
         good, day_index = good.loc[keep], day_index[keep]
     for symbol in good["symbol"].unique():
         validate_symbol(symbol)
-    groups = good.groupby([good["symbol"], day_index], sort=True)
-    bar.total = (bar.total or 0) + groups.ngroups
-    bar.refresh()
-    for (symbol, day_number), rows in groups:
-        day = EPOCH + dt.timedelta(days=int(day_number))
-        existing = read_staged(settings, symbol, day)
-        lake.write_klines(merge_klines(existing, rows), staged_path(settings, symbol, day))
-        days_by_symbol.setdefault(symbol, set()).add(day)
-        bar.update(1)
     summary.rows_good += len(good)
+    return good, day_index
+
+
+def _stage_all(parts: dict[tuple[str, int], list[pd.DataFrame]], settings: Settings, bar: tqdm) -> None:
+    """Write every touched day (staged rows merged with the new ones, later files win) into a pending folder,
+    then move the files into place: a failure while writing (disk full, bad permissions) stages nothing."""
+    pending = settings.imports / f".pending-{uuid.uuid4().hex}"
+    moves: list[tuple[Path, Path]] = []
+    try:
+        for (symbol, day_number), frames in sorted(parts.items()):
+            day = EPOCH + dt.timedelta(days=int(day_number))
+            target = staged_path(settings, symbol, day)
+            tmp = pending / symbol / target.name
+            lake.write_klines(merge_klines(read_staged(settings, symbol, day), *frames), tmp)
+            moves.append((tmp, target))
+            bar.update(1)
+        for tmp, target in moves:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, target)
+    finally:
+        shutil.rmtree(pending, ignore_errors=True)
 
 
 def import_paths(paths: Iterable[Path | str], settings: Settings, *, symbol: str | None = None,
                  shift_days: int = 0, start: dt.date | None = None, end: dt.date | None = None,
                  progress: bool = True) -> ImportSummary:
     """Load each file, shift it by whole days (to replay a recording as if recent), keep days in
-    [start, end], stage the good rows per (symbol, UTC day) and quarantine the bad ones."""
+    [start, end], stage the good rows per (symbol, UTC day) and quarantine the bad ones.
+
+    All or nothing per call: every file is read and validated (format, checksum, at least one valid row)
+    before anything is written, so one bad file in a batch leaves the staging area as it was."""
     if symbol is not None:
         validate_symbol(symbol)
     if isinstance(shift_days, bool) or not isinstance(shift_days, int):
@@ -163,19 +184,30 @@ def import_paths(paths: Iterable[Path | str], settings: Settings, *, symbol: str
     files = expand_paths(paths)
     shift_ms = shift_days * DAY_MS
     summary = ImportSummary(files=files)
-    days_by_symbol: dict[str, set[dt.date]] = {}
     show = progress and sys.stderr.isatty()
-    with tqdm(total=0, desc="staging days", unit="day", disable=not show) as bar:
-        for path in files:
-            result = readers.load(path, symbol=symbol)
-            bad = _bad_in_window(result.bad, shift_ms, start, end)
-            summary.duplicates += result.duplicates
-            summary.rows_quarantined += len(bad)
-            quarantined = lake.write_quarantine(settings.quarantine, "import", bad)
-            if quarantined is not None:
-                summary.quarantine_files.append(quarantined)
-            _stage_file(result, settings, summary, bar, shift_ms=shift_ms, start=start, end=end,
-                        days_by_symbol=days_by_symbol)
-            log.debug("imported %s: %d good, %d quarantined", path, len(result.good), len(bad))
+    results = [readers.load(path, symbol=symbol) for path in tqdm(files, desc="validating", unit="file",
+                                                                     disable=not show or len(files) < 2)]
+    parts: dict[tuple[str, int], list[pd.DataFrame]] = {}
+    bad_parts = []
+    for path, result in zip(files, results, strict=True):
+        bad = _bad_in_window(result.bad, shift_ms, start, end)
+        summary.duplicates += result.duplicates
+        summary.rows_quarantined += len(bad)
+        for reason, n in bad["reason"].value_counts().items():
+            summary.quarantine_reasons[str(reason)] = summary.quarantine_reasons.get(str(reason), 0) + int(n)
+        bad_parts.append(bad)
+        good, day_index = _good_in_window(result, summary, shift_ms=shift_ms, start=start, end=end)
+        for key, rows in good.groupby([good["symbol"], day_index], sort=False):
+            parts.setdefault((str(key[0]), int(key[1])), []).append(rows)
+        log.debug("validated %s: %d good, %d quarantined", path, len(result.good), len(bad))
+    with tqdm(total=len(parts), desc="staging days", unit="day", disable=not show) as bar:
+        _stage_all(parts, settings, bar)
+    for bad in bad_parts:
+        quarantined = lake.write_quarantine(settings.quarantine, "import", bad)
+        if quarantined is not None:
+            summary.quarantine_files.append(quarantined)
+    days_by_symbol: dict[str, list[dt.date]] = {}
+    for sym, day_number in parts:
+        days_by_symbol.setdefault(sym, []).append(EPOCH + dt.timedelta(days=day_number))
     summary.symbols = {s: SymbolDays(min(d), max(d), len(d)) for s, d in sorted(days_by_symbol.items())}
     return summary

@@ -3,15 +3,25 @@
 Views that have no data yet are simply not registered, so a query names a missing view with Spark's own
 "table or view not found" error instead of failing at start-up. The streaming 1-minute bars are read
 through Spark's file-sink reader, which honours ``_spark_metadata`` (committed files only).
+
+Read-only by default (:func:`check_statement`): the lake is the product of the pipeline, and a SQL console
+that can ``INSERT OVERWRITE DIRECTORY`` or ``CREATE TABLE`` would empty or litter any folder. Results are cut
+to ``--limit`` rows inside Spark, so a huge result cannot exhaust the JVM.
 """
 
 from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 from pyspark.sql import SparkSession
 
 from crypto_lambda import lake as lk
 from crypto_lambda.config import Settings
+from crypto_lambda.errors import Fault
 
 SPEED_BARS = "speed_klines_1m"
 # view name -> glob under the lake (per-day datasets have a symbol folder, per-symbol ones do not)
@@ -43,19 +53,110 @@ def register_views(spark: SparkSession, settings: Settings) -> list[str]:
     return names
 
 
-def run_query(spark: SparkSession, settings: Settings, sql: str, limit: int | None = None) -> pd.DataFrame:
-    """Run SQL against the registered views. SQL errors become ValueError with Spark's message."""
+DEFAULT_LIMIT = 10_000
+# Statements that only read or describe. Anything else writes, drops, creates or changes the session and is
+# refused unless --allow-writes. A whitelist, so a statement Spark adds later is refused, not let through.
+READ_ONLY_COMMANDS = frozenset({
+    "ShowTables", "ShowViews", "ShowColumns", "ShowFunctions", "ShowNamespaces", "ShowCatalogs",
+    "ShowTableProperties", "ShowPartitions", "ShowCreateTable", "ShowCurrentNamespace", "DescribeRelation",
+    "DescribeColumn", "DescribeFunction", "DescribeNamespace", "DescribeQuery", "ExplainCommand",
+    "CreateTempViewUsing",  # CREATE TEMPORARY VIEW ... USING: reads, lives only in this session
+})
+# Plans that are not Spark "commands" yet write or run arbitrary statements.
+WRITING_PLANS = ("Insert", "Merge", "Update", "Delete", "Replace", "Overwrite", "Append", "Write", "Call",
+                 "ExecuteImmediate")
+# SQL functions that call any static Java method (System.exit, file APIs): not a query.
+_REFLECTION = re.compile(r"\b(?:try_reflect|reflect|java_method)\s*\(", re.IGNORECASE)
+_LOCATION = re.compile(r"\b(?:LOCATION|DIRECTORY|INPATH|path)\s*(?:=\s*)?(['\"])(.*?)\1", re.IGNORECASE)
+
+
+@dataclass
+class QueryResult:
+    """At most ``limit`` rows; ``truncated`` when the statement had more."""
+
+    frame: pd.DataFrame
+    truncated: bool
+    limit: int
+
+
+def statement_kind(spark: SparkSession, sql: str) -> tuple[str, bool]:
+    """(root plan class, writes?) of the parsed, not executed, statement."""
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors.exceptions.captured import convert_exception
+
+    try:
+        plan = spark._jsparkSession.sessionState().sqlParser().parsePlan(sql)
+    except Py4JJavaError as exc:  # the raw parser is not behind PySpark's error conversion
+        raise convert_exception(exc.java_exception) from None
+    name = str(plan.getClass().getSimpleName()).rstrip("$")
+    command = spark._jvm.java.lang.Class.forName("org.apache.spark.sql.catalyst.plans.logical.Command")
+    if name == "CreateViewCommand":
+        return name, str(plan.viewType()).rstrip("$") not in ("LocalTempView", "GlobalTempView")
+    if bool(command.isInstance(plan)):
+        return name, name not in READ_ONLY_COMMANDS
+    return name, any(word in name for word in WRITING_PLANS)
+
+
+def check_statement(spark: SparkSession, settings: Settings, sql: str, allow_writes: bool) -> None:
+    """Refuse a statement that would write, drop or create (other than a temporary view) unless
+    ``allow_writes``; even then every location it names must lie under CRYPTO_LAMBDA_HOME."""
+    if _REFLECTION.search(sql):
+        raise ValueError("query refused: reflect()/java_method() call arbitrary Java methods")
+    kind, writes = statement_kind(spark, sql)
+    if not writes:
+        return
+    if not allow_writes:
+        raise ValueError(f"query refused: {kind} writes, drops or creates; `query` is read-only "
+                         "(SELECT, SHOW, DESCRIBE, EXPLAIN, CREATE TEMPORARY VIEW). Pass --allow-writes to "
+                         f"write under {settings.home}")
+    if "ExecuteImmediate" in kind:
+        raise ValueError("query refused: EXECUTE IMMEDIATE runs a statement that cannot be checked")
+    home = settings.home.resolve()
+    for _, target in _LOCATION.findall(sql):
+        path = Path(target.removeprefix("file:").removeprefix("//")).expanduser()
+        if not path.is_absolute() or (path.resolve() != home and home not in path.resolve().parents):
+            raise ValueError(f"query refused: {target!r} is outside CRYPTO_LAMBDA_HOME ({home}); --allow-writes "
+                             "writes only under it (give an absolute path there)")
+
+
+def run_query(spark: SparkSession, settings: Settings, sql: str, limit: int = DEFAULT_LIMIT,
+              allow_writes: bool = False) -> QueryResult:
+    """Run one statement against the registered views, read-only unless ``allow_writes``; the result is cut
+    to ``limit`` rows in Spark (so a huge result never reaches the driver's memory). SQL errors become
+    ValueError with Spark's first line."""
     from pyspark.errors import PySparkException
 
+    if limit < 1:
+        raise ValueError(f"--limit {limit} must be at least 1")
     views = register_views(spark, settings)
     try:
+        check_statement(spark, settings, sql, allow_writes)
         frame = spark.sql(sql)
-        if limit is not None:
-            frame = frame.limit(limit)
-        return frame.toPandas()
-    except PySparkException as exc:
+        rows = frame.limit(limit + 1).toPandas()
+    except Exception as exc:
+        alive = isinstance(exc, PySparkException) or _jvm_alive(spark)
+        if not alive or "OutOfMemory" in repr(exc):
+            raise Fault(f"Spark ran out of memory running the query (its JVM {'failed' if alive else 'died'}): "
+                        "narrow it (WHERE, aggregate, a smaller --limit) or give it more with "
+                        "SPARK_DRIVER_MEMORY=4g") from exc
+        if not isinstance(exc, PySparkException):
+            raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"SQL error: {first} (views: {', '.join(views) or 'none yet'})") from None
+    return QueryResult(rows.iloc[:limit], len(rows) > limit, limit)
+
+
+def _jvm_alive(spark: SparkSession, wait_s: float = 3.0) -> bool:
+    """False when the JVM PySpark launched has exited or exits within ``wait_s`` (an OutOfMemoryError kills
+    it, and the Python side may notice the lost connection before the process is gone)."""
+    proc = getattr(spark.sparkContext._gateway, "proc", None)
+    if proc is None:
+        return True
+    try:
+        proc.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        return True
+    return False
 
 
 def format_frame(frame: pd.DataFrame, fmt: str) -> str:

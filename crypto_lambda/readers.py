@@ -14,6 +14,7 @@ never takes a good neighbour with it.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import hashlib
 import io
 import json
@@ -29,6 +30,7 @@ import pyarrow.feather as feather
 
 from crypto_lambda.config import validate_symbol
 from crypto_lambda.schema import Validated, empty_quarantine, validate
+from crypto_lambda.timeutil import day_start_ms
 
 REST_FIELDS = (
     "open_time_ms", "open", "high", "low", "close", "volume", "close_time_ms", "quote_volume", "trades",
@@ -51,7 +53,7 @@ MAX_MS = 10**13  # 2286-11-20: any later "open time" is a parse error, not marke
 _NAME_RE = re.compile(
     r"^(?P<symbol>[A-Za-z0-9]+(?:_[A-Za-z0-9]+)?)-(?P<interval>\d+(?:mo|[smhdwM]))(?=[-._]|$)")
 _DUMP_HEADER = ("open_time", "open time", "opentime")
-_DUMP_NAME_RE = re.compile(r"^[A-Z0-9]{5,20}-1m-\d{4}-\d{2}(?:-\d{2})?\.(?:csv|zip)$")
+_DUMP_NAME_RE = re.compile(r"^[A-Z0-9]{5,20}-1m-(?P<year>\d{4})-(?P<month>\d{2})(?:-(?P<day>\d{2}))?\.(?:csv|zip)$")
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
@@ -65,10 +67,25 @@ def frame_from_rest_rows(rows: Sequence[Sequence], symbol: str, source: str = "r
         return pd.DataFrame(columns=["symbol", *REST_FIELDS, "source", "_raw"])
     frame = pd.DataFrame([list(r)[:12] + [None] * (12 - len(r)) for r in rows], columns=list(REST_FIELDS))
     frame["open_time_ms"] = epoch_to_ms(frame["open_time_ms"])  # == normalize_epoch_to_ms, vectorised
+    frame["close_time_ms"] = close_to_ms(frame["close_time_ms"])
     frame["symbol"] = symbol
     frame["source"] = source
     frame["_raw"] = [str(list(r)) for r in rows]
     return frame
+
+
+def validate_rest_rows(rows: Sequence[Sequence], symbol: str, *, interval_ms: int, source_file: str,
+                       source: str = "rest") -> Validated:
+    """What the exchange client does with a REST answer: the same frame and rules as a file of klines."""
+    return validate(frame_from_rest_rows(rows, symbol, source=source), source_file=source_file,
+                    interval_ms=interval_ms)
+
+
+def close_to_ms(values: pd.Series) -> pd.Series:
+    """Close times normalised like open times (dumps switched to µs in 2025). A value that is present but not a
+    plausible time becomes -1, so ``schema.validate`` quarantines it as ``close_time_mismatch``; NaN = none."""
+    out = epoch_to_ms(values)
+    return out.astype("float64").where(out.notna() | pd.Series(values, index=out.index).isna(), -1.0)
 
 
 def epoch_to_ms(values: pd.Series | Sequence) -> pd.Series:
@@ -254,12 +271,31 @@ def _data_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
-def _finish(path: Path, frame: pd.DataFrame, bad: pd.DataFrame) -> Validated:
-    result = validate(frame, source_file=str(path))
+def _finish(path: Path, frame: pd.DataFrame, bad: pd.DataFrame,
+            period_ms: tuple[int, int] | None = None) -> Validated:
+    result = validate(frame, source_file=str(path), period_ms=period_ms)
     if len(bad):
         parts = [b for b in (result.bad, bad) if len(b)]
         result.bad = pd.concat(parts, ignore_index=True)
     return result
+
+
+def declared_period(path: Path) -> tuple[int, int] | None:
+    """[start, end) in epoch ms of the month or day a data.binance.vision file name declares
+    (``BTCUSDT-1m-2025-01.zip`` = January 2025), None for other names: a row outside it is misfiled."""
+    match = _DUMP_NAME_RE.match(path.name)
+    if not match:
+        return None
+    year, month, day = int(match["year"]), int(match["month"]), match["day"]
+    try:
+        first = dt.date(year, month, int(day) if day else 1)
+    except ValueError as exc:
+        raise ValueError(f"{path}: the file name declares an impossible date ({exc})") from exc
+    if day:
+        last = first + dt.timedelta(days=1)
+    else:
+        last = dt.date(year + month // 12, month % 12 + 1, 1)
+    return day_start_ms(first), day_start_ms(last)
 
 
 def _load_dump(path: Path, symbol: str | None) -> Validated:
@@ -269,9 +305,10 @@ def _load_dump(path: Path, symbol: str | None) -> Validated:
         lines = lines[1:]
     frame, bad = _split_csv(path, symbol, lines, DUMP_FIELDS)
     frame["open_time_ms"] = epoch_to_ms(frame["open_time_ms"])
+    frame["close_time_ms"] = close_to_ms(frame["close_time_ms"])
     frame["symbol"] = symbol
     frame["source"] = BINANCE_DUMP
-    return _finish(path, frame, bad)
+    return _finish(path, frame, bad, period_ms=declared_period(path))
 
 
 def _load_kaggle(path: Path, symbol: str | None) -> Validated:
@@ -354,9 +391,22 @@ def load(path: Path | str, *, symbol: str | None = None) -> Validated:
 
     Good rows come back in the canonical schema; bad rows carry a reason and ``source_file = path``.
     Raises FileNotFoundError for a missing file and ValueError (naming the file and the accepted formats)
-    for an unknown layout, a non-1m interval, a missing symbol or a .CHECKSUM mismatch.
+    for an unknown layout, a non-1m interval, a missing symbol, a .CHECKSUM mismatch or a file without a
+    single valid row (an importer must not report such a file as imported).
     """
     path = Path(path)
     fmt = detect_format(path)
     verify_checksum(path)
-    return _LOADERS[fmt](path, symbol)
+    result = _LOADERS[fmt](path, symbol)
+    if not len(result.good):
+        raise ValueError(f"{path}: no valid kline row{_reasons(result.bad)}; fix or remove the file")
+    return result
+
+
+def _reasons(bad: pd.DataFrame) -> str:
+    """Why a file has no valid row, for its error message: the row count and the commonest reasons."""
+    if not len(bad):
+        return " (the file holds no kline rows)"
+    counts = bad["reason"].value_counts()
+    top = ", ".join(f"{reason} x{n}" for reason, n in counts.head(3).items())
+    return f" ({len(bad):,} row(s) invalid: {top}{', ...' if len(counts) > 3 else ''})"

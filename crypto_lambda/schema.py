@@ -1,19 +1,24 @@
 """The canonical 1-minute kline schema and its validation: the one module every reader and writer uses.
 
-A row is valid when its open time is aligned to the minute, ``low <= min(open, close) <= max(open, close)
-<= high``, ``volume >= 0`` and no required value is NaN. Invalid rows are returned separately with a reason
-so callers can quarantine them; a bad row never takes a good neighbour down with it.
+A row is valid when no required value is NaN or infinite, its open time is aligned to the minute, not after
+now + 1 minute and not before the symbol's listing floor (:func:`listing_floor_ms`), inside the period a
+file declares (``period_ms``), its close time (when the source has one) is open time + interval - 1 ms,
+every price is > 0, ``low <= min(open, close) <= max(open, close) <= high``, volumes >= 0 and trades >= 0.
+Invalid rows are returned separately with a reason so callers can quarantine them; a bad row never takes a
+good neighbour down with it. The REST path and every file reader apply these rules; the streaming parse
+(``streaming_service/bars.py``) applies the listing floor, close-time and trade-count rules to its events.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from crypto_lambda.timeutil import MINUTE_MS
+from crypto_lambda.timeutil import MINUTE_MS, day_start_ms, now_ms
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 REQUIRED_FLOATS = (*PRICE_COLUMNS, "volume")
@@ -47,6 +52,30 @@ QUARANTINE_SCHEMA = pa.schema([
 ])
 
 
+# How far ahead of the local clock an open time may be: the exchange's current minute while it is in progress,
+# plus clock skew. Anything later is a bad timestamp, not market data.
+FUTURE_TOLERANCE_MS = MINUTE_MS
+# Conservative listing floors: no market data can predate them, so an earlier open time is a unit or parse
+# error. Keyed by base-asset prefix (a longer token with the same prefix was listed later, so the floor stays
+# conservative); any other symbol gets the global floor, 2010-01-01 (before the first bitcoin exchange opened
+# in March 2010: Bitstamp/Kaggle BTC history from 2011-12 is still accepted).
+GLOBAL_LISTING_FLOOR = dt.date(2010, 1, 1)
+LISTING_FLOORS = {"ETH": dt.date(2015, 7, 30),  # Ethereum genesis block
+                  "BNB": dt.date(2017, 6, 26),  # BNB ICO; Binance opened 2017-07-14
+                  "SOL": dt.date(2020, 3, 16)}  # Solana mainnet beta
+
+
+def listing_floor_ms(symbol: str) -> int:
+    """The earliest plausible open time (epoch ms) for ``symbol``."""
+    floor = next((d for prefix, d in LISTING_FLOORS.items() if symbol.startswith(prefix)), GLOBAL_LISTING_FLOOR)
+    return day_start_ms(floor)
+
+
+def close_time_offset_ms(interval_ms: int) -> int:
+    """Binance's close time is the last millisecond of the bar: open time + interval - 1 ms (59,999 for 1m)."""
+    return interval_ms - 1
+
+
 @dataclass
 class Validated:
     """Result of validation: typed good rows, quarantined rows, and how many duplicates collapsed."""
@@ -71,11 +100,14 @@ def _raw_repr(frame: pd.DataFrame) -> pd.Series:
     return frame[cols].astype(str).agg(",".join, axis=1) if len(frame) else pd.Series([], dtype=str)
 
 
-def validate(frame: pd.DataFrame, *, source_file: str) -> Validated:
+def validate(frame: pd.DataFrame, *, source_file: str, interval_ms: int = MINUTE_MS,
+             period_ms: tuple[int, int] | None = None, now: int | None = None) -> Validated:
     """Coerce a reader's frame to the canonical schema and split it into good and quarantined rows.
 
     ``frame`` needs ``symbol``, ``open_time_ms`` (int-like epoch ms), the OHLCV columns and ``source``;
     optional columns may be absent or hold unparseable text (which becomes a quarantine reason, not a crash).
+    ``close_time_ms`` (epoch ms, NaN where the source has none) is checked against ``interval_ms``;
+    ``period_ms`` = [start, end) is the span a dump file's name declares; ``now`` (epoch ms) is for tests.
     """
     n = len(frame)
     if n == 0:
@@ -98,11 +130,28 @@ def validate(frame: pd.DataFrame, *, source_file: str) -> Validated:
     flag(out[list(REQUIRED_FLOATS)].isna().any(axis=1), "nan_or_unparseable_value")
     flag(~np.isfinite(out[list(REQUIRED_FLOATS)].fillna(0)).all(axis=1), "infinite_value")
     flag((open_ms.fillna(0) % MINUTE_MS) != 0, "open_time_not_minute_aligned")
+    flag(open_ms > (now_ms() if now is None else now) + FUTURE_TOLERANCE_MS, "open_time_in_future")
+    floors = out["symbol"].map({s: listing_floor_ms(s) for s in out["symbol"].unique()})
+    flag(open_ms < floors, "open_time_before_listing")
+    if period_ms is not None:
+        flag((open_ms < period_ms[0]) | (open_ms >= period_ms[1]), "outside_file_period")
+    if "close_time_ms" in frame.columns:  # NaN = the source has no close time; -1 = unparseable (readers)
+        close_ms = pd.to_numeric(frame["close_time_ms"], errors="coerce")
+        flag(close_ms.notna() & (close_ms != open_ms + close_time_offset_ms(interval_ms)), "close_time_mismatch")
+    flag((out[list(PRICE_COLUMNS)] <= 0).any(axis=1), "non_positive_price")
     lo, hi = out["low"], out["high"]
     body_lo = out[["open", "close"]].min(axis=1)
     body_hi = out[["open", "close"]].max(axis=1)
     flag(~((lo <= body_lo) & (body_hi <= hi)), "ohlc_violation")
-    flag(out["volume"] < 0, "negative_volume")
+    flag((out[["volume", *OPTIONAL_FLOATS]] < 0).any(axis=1), "negative_volume")
+    optional = [c for c in (*OPTIONAL_FLOATS, "trades") if c in frame.columns]
+    parsed = out[list(OPTIONAL_FLOATS)].assign(trades=trades)
+    # an optional value may be absent (null), but text that is not a number is a bad row, not a silent null
+    flag((frame[optional].notna() & parsed[optional].isna()).any(axis=1), "nan_or_unparseable_value")
+    flag(~np.isfinite(parsed.fillna(0)).all(axis=1), "infinite_value")
+    if isinstance(trades, pd.Series):
+        flag(trades < 0, "negative_trades")
+        flag(trades.notna() & ((trades % 1 != 0) | (trades >= 2**62)), "invalid_trade_count")
     symbol_ok = out["symbol"].str.fullmatch(r"[A-Z0-9]{5,20}")
     flag(~symbol_ok, "invalid_symbol")
 

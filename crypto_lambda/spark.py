@@ -85,13 +85,23 @@ def spark_conf(extra: dict[str, str] | None = None, defaults: dict[str, str] | N
     return conf
 
 
+def home_scratch_conf() -> dict[str, str]:
+    """Spark's warehouse (CREATE TABLE) and scratch space under CRYPTO_LAMBDA_HOME: Spark's defaults are
+    ``./spark-warehouse`` in whatever folder a command runs in and /tmp."""
+    from crypto_lambda.config import home_dir
+
+    root = home_dir() / "spark"
+    os.environ.setdefault("SPARK_LOCAL_DIRS", str(root / "scratch"))  # spark.local.dir, without Spark's warning
+    return {"spark.sql.warehouse.dir": str(root / "warehouse")}
+
+
 def get_spark(extra: dict[str, str] | None = None, defaults: dict[str, str] | None = None):
     """Return the process's SparkSession, creating it once (a later call's static settings are ignored)."""
     prepare_environment()
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder
-    for key, value in spark_conf(extra, defaults).items():
+    for key, value in spark_conf(extra, {**home_scratch_conf(), **(defaults or {})}).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

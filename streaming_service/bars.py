@@ -17,6 +17,9 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from crypto_lambda.schema import GLOBAL_LISTING_FLOOR, LISTING_FLOORS, close_time_offset_ms
+from crypto_lambda.timeutil import MINUTE_MS, day_start_ms
+
 EVENT_SCHEMA = (
     "e string, E long, s string, t long, p string, q string, T long, m boolean, "
     "k struct<t:long, T:long, s:string, i:string, f:long, L:long, o:string, c:string, h:string, l:string, "
@@ -43,6 +46,16 @@ def _num(text: Column) -> Column:
 def _bad_number(col: Column, positive: bool = True) -> Column:
     bad = col.isNull() | F.isnan(col) | (F.abs(col) == F.lit(float("inf")))
     return bad | (col <= 0) if positive else bad | (col < 0)
+
+
+def _after_listing(ms: Column, symbol: Column) -> Column:
+    """schema.validate's listing floor, per symbol. Its other time rule (not after now + 1 minute) is not
+    applied to the stream: the replay exchange at REPLAY_WS_SPEED > 1 (`make up`, the stack test) streams
+    recorded minutes ahead of the wall clock by design, and the watermark bounds what a late clock can do."""
+    floor = F.lit(day_start_ms(GLOBAL_LISTING_FLOOR))
+    for prefix, day in reversed(LISTING_FLOORS.items()):
+        floor = F.when(symbol.startswith(prefix), F.lit(day_start_ms(day))).otherwise(floor)
+    return ms >= floor
 
 
 def parse_events(kafka: DataFrame, expected: dict[str, str] | None = None) -> DataFrame:
@@ -79,12 +92,17 @@ def parse_events(kafka: DataFrame, expected: dict[str, str] | None = None) -> Da
         .when((kind == "trade") & (F.col("j.trade_ms").isNull() | (F.col("j.trade_ms") <= 0)), "invalid_trade_time")
         .when((kind == "trade") & _bad_number(price), "invalid_price")
         .when((kind == "trade") & _bad_number(qty), "invalid_quantity")
+        .when((kind == "trade") & ~_after_listing(F.col("j.trade_ms"), symbol), "invalid_trade_time")
         .when((kind == "kline") & (F.col("j.k").isNull() | F.col("j.k.open_ms").isNull()), "missing_kline")
         .when((kind == "kline") & (F.col("j.k.i") != "1m"), "unsupported_kline_interval")
         .when((kind == "kline") & (F.col("j.k.open_ms") % 60000 != 0), "kline_open_time_not_minute_aligned")
         .when((kind == "kline") & (_bad_number(ko) | _bad_number(kh) | _bad_number(kl) | _bad_number(kc)
                                    | _bad_number(kv, positive=False)), "invalid_kline_value")
         .when((kind == "kline") & ~((kl <= F.least(ko, kc)) & (F.greatest(ko, kc) <= kh)), "ohlc_violation")
+        .when((kind == "kline") & ~_after_listing(F.col("j.k.open_ms"), symbol), "kline_open_time_before_listing")
+        .when((kind == "kline") & (F.col("j.k.close_ms") != F.col("j.k.open_ms") + close_time_offset_ms(MINUTE_MS)),
+              "kline_close_time_mismatch")
+        .when((kind == "kline") & (F.col("j.k.n") < 0), "invalid_kline_trades")
         .when((kind == "gap") & (F.col("j.from").isNull() | F.col("j.to").isNull()
                                  | (F.col("j.from") > F.col("j.to"))), "invalid_gap_range")
     )

@@ -143,11 +143,12 @@ def test_each_record_is_parsed_once_and_classified(spark) -> None:
     parse still sorts records into valid trades and quarantine reasons."""
     from streaming_service import bars
 
-    good = {"e": "trade", "E": 1, "s": "BTCUSDT", "t": 7, "p": "1.5", "q": "2", "T": 60_000, "m": True}
+    good = {"e": "trade", "E": 1, "s": "BTCUSDT", "t": 7, "p": "1.5", "q": "2", "T": 1_748_736_000_000, "m": True}
     rows = [(b"BTCUSDT", json.dumps(good).encode(), "t.trades", 0, 0),
             (b"BTCUSDT", json.dumps({**good, "p": "-1"}).encode(), "t.trades", 0, 1),
             (b"BTCUSDT", b"{not json", "t.trades", 0, 2),
-            (b"BTCUSDT", json.dumps({**good, "e": "kline"}).encode(), "t.trades", 0, 3)]
+            (b"BTCUSDT", json.dumps({**good, "e": "kline"}).encode(), "t.trades", 0, 3),
+            (b"BTCUSDT", json.dumps({**good, "T": 60_000}).encode(), "t.trades", 0, 4)]  # 1970: before listing
     kafka = spark.createDataFrame(rows, "key binary, value binary, topic string, partition int, offset long") \
         .selectExpr("*", "timestamp_millis(offset) AS timestamp")
     events = bars.parse_events(kafka, {"t.trades": "trade"})
@@ -156,4 +157,5 @@ def test_each_record_is_parsed_once_and_classified(spark) -> None:
     assert plan.count("from_json(") == 1, plan
     assert [(r.trade_id, r.price, r.qty) for r in valid.collect()] == [(7, 1.5, 2.0)]
     reasons = {r.offset: r.reason for r in events.collect()}
-    assert reasons == {0: None, 1: "invalid_price", 2: "unparseable_json", 3: "event_type_does_not_match_topic"}
+    assert reasons == {0: None, 1: "invalid_price", 2: "unparseable_json", 3: "event_type_does_not_match_topic",
+                       4: "invalid_trade_time"}

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
 
 from crypto_lambda.cli import batch, demo, exchange, imports, query, stream, up, web
+from crypto_lambda.errors import report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +25,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _NoPy4JRootRecords(logging.Filter):
+    """py4j logs a lost JVM connection on the root logger, traceback included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "root" and f"{os.sep}py4j{os.sep}" in record.pathname)
+
+
+def _quiet_spark() -> None:
+    """Without -v, PySpark's own reports of an error (a ~7 KB Java stack trace per SQL error, py4j's traceback
+    when the JVM dies, the Arrow fallback warning) are left out: the error boundary says it in one line."""
+    for spark_logger in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        logging.getLogger(spark_logger).setLevel(logging.CRITICAL)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_NoPy4JRootRecords())
+    warnings.filterwarnings("ignore", message=r"toPandas attempted Arrow optimization")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -30,15 +49,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in () if args.verbose else ("alembic", "py4j", "urllib3", "prophet", "cmdstanpy", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)  # -v shows the libraries' own chatter too
+    if not args.verbose:
+        _quiet_spark()
     # Dagster flags the beta APIs we chose deliberately (backfill policies, partition mappings) on every load.
     warnings.filterwarnings("ignore", message=r".*is currently in beta")
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"crypto-lambda: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    except (Exception, KeyboardInterrupt) as exc:  # the one boundary: one line, an honest exit code
+        return report(exc, prog=parser.prog, context=" ".join(sys.argv[1:] if argv is None else argv),
+                      verbose=args.verbose)
 
 
 if __name__ == "__main__":

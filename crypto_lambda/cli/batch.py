@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from crypto_lambda.config import Settings, ensure_dagster_home, load_settings, parse_symbols
-from crypto_lambda.timeutil import parse_day
+from crypto_lambda.timeutil import parse_day, yesterday_utc
 
 
 def _instance(settings: Settings):
@@ -34,6 +35,13 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     last = parse_day(args.end, what="--end") if args.end else None
     if first and last and first > last:
         raise ValueError(f"--start {first} is after --end {last}")
+    newest = yesterday_utc()  # the newest complete UTC day: today is the speed layer's
+    if first and first > newest:
+        raise ValueError(f"--start {first} is in the future for a backfill: the newest complete day is {newest} "
+                         "(UTC); pass an earlier --start")
+    if settings.first_minute_day > newest:
+        raise ValueError(f"CRYPTO_LAMBDA_MINUTE_START/START {settings.first_minute_day} is in the future: the "
+                         f"newest complete day is {newest} (UTC); nothing to backfill")
     from crypto_lambda.exchange.client import BinanceClient
 
     known = BinanceClient(settings.api_url).exchange_symbols()
@@ -47,13 +55,24 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
     outcome = run_backfill(build_defs(settings), settings, instance, first=first, last=last, symbols=wanted,
                            only_missing=not args.all)
+    ok = outcome.success and not outcome.failed_checks
     report = {"runs": outcome.runs, "partitions": outcome.partitions, "success": outcome.success,
-              "checks": outcome.checks, "seconds": outcome.seconds}
+              "checks": outcome.checks, "failed_checks": outcome.failed_checks,
+              "marked_failed_runs": outcome.marked_failed, "seconds": outcome.seconds}
     print(json.dumps(report, indent=2) if args.json else
           f"{outcome.partitions} partitions in {len(outcome.runs)} run(s), {outcome.seconds}s, "
-          f"{'ok' if outcome.success else 'FAILED'}; checks: "
+          f"{'ok' if ok else 'FAILED'}; checks: "
           + ", ".join(f"{k}={'pass' if v else 'FAIL'}" for k, v in outcome.checks.items()))
-    return 0 if outcome.success else 1
+    if outcome.marked_failed:
+        print(f"note: {len(outcome.marked_failed)} earlier run(s) whose process had died were marked failed",
+              file=sys.stderr)
+    if not outcome.success:
+        print("crypto-lambda: error: a backfill run failed; its log is in the Dagster UI (`crypto-lambda status` "
+              "lists it); rerun `crypto-lambda backfill` to retry the missing days", file=sys.stderr)
+    elif outcome.failed_checks:
+        print(f"crypto-lambda: error: ERROR-severity check(s) failed: {', '.join(outcome.failed_checks)}; "
+              "`crypto-lambda status` shows which days", file=sys.stderr)
+    return 0 if ok else 1
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 from pathlib import Path
 
@@ -41,23 +40,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def run(args: argparse.Namespace) -> int:
     from crypto_lambda.exchange.recording import Recording, iso_ms
     from crypto_lambda.exchange.replay import ReplayKnobs, ReplayServer
     from crypto_lambda.exchange.replay_ws import env_knobs
+    from crypto_lambda.httpserver import check_bind
 
-    if not is_loopback(args.host) and not args.allow_remote:
-        raise ValueError(f"--host {args.host} is not a loopback address; the replay exchange has no "
-                         "authentication, pass --allow-remote to expose it anyway")
+    check_bind(args.host, args.allow_remote, "replay exchange")
     if not 0 <= args.error_rate <= 1:
         raise ValueError(f"--error-rate {args.error_rate} must be between 0 and 1")
     if args.weight_budget < 1:

@@ -56,8 +56,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
         return 0
+    reasons = ", ".join(f"{reason} x{n:,}" for reason, n in sorted(summary.quarantine_reasons.items()))
     print(f"files: {len(summary.files)}  good rows: {summary.rows_good:,}  "
-          f"quarantined: {summary.rows_quarantined:,}  duplicates: {summary.duplicates:,}")
+          f"quarantined: {summary.rows_quarantined:,}{f' ({reasons})' if reasons else ''}  "
+          f"duplicates: {summary.duplicates:,}")
     if summary.rows_outside_window:
         print(f"outside --start/--end: {summary.rows_outside_window:,} rows skipped")
     for sym, days in summary.symbols.items():

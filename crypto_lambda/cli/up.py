@@ -55,9 +55,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     handler = logging.FileHandler(logs_dir(settings) / "supervisor.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("crypto_lambda.stack").addHandler(handler)
+    _sweep_dead_runs(settings)
     options = StackOptions(
         live=args.live, exchange_port=args.exchange_port, broker_port=args.broker_port,
         dagster_port=args.dagster_port, web_port=args.web_port, dagster=not args.no_dagster,
         web=not args.no_web, automation=not args.no_automation, max_restarts=args.max_restarts,
         ready_timeout=args.ready_timeout, trigger_seconds=args.trigger_seconds)
     return Supervisor(settings, options).run()
+
+
+def _sweep_dead_runs(settings) -> None:
+    """Runs left STARTED by a killed process would block the sensors' "run in flight" logic forever."""
+    from crypto_assets.runs import sweep_dead_runs
+    from crypto_lambda.cli.batch import _instance
+
+    sweep_dead_runs(_instance(settings))

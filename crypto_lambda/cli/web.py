@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8050, help="port (default 8050; 0 = any free port)")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="allow binding a non-loopback --host (the page has no authentication)")
     parser.add_argument("--cache-seconds", type=float, default=2.0,
                         help="seconds a read of the streaming output is reused across requests (default 2)")
     parser.set_defaults(func=run)
@@ -27,8 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from crypto_lambda.config import load_settings
+    from crypto_lambda.httpserver import check_bind
     from crypto_lambda.web import WebServer
 
+    check_bind(args.host, args.allow_remote, "live page")
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port {args.port} is not a TCP port")
     if args.cache_seconds < 0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -79,7 +80,7 @@ class BinanceClient:
                 self.requests_sent += 1
                 resp = self.session.get(url, params=params, timeout=self.timeout)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                last, last_status, delay = f"connection error: {exc}", None, self._backoff(attempt)
+                last, last_status, delay = f"connection error: {_reason(exc)}", None, self._backoff(attempt)
             else:
                 weight = resp.headers.get(WEIGHT_HEADER)
                 if weight is not None and weight.isdigit():
@@ -142,9 +143,18 @@ class BinanceClient:
     def klines(self, symbol: str, start_ms: int, end_ms: int, interval: str = "1m") -> schema.Validated:
         """Klines in [start_ms, end_ms), typed and validated (``source = "rest"``)."""
         rows = self.klines_rows(symbol, interval, start_ms, end_ms)
-        frame = readers.frame_from_rest_rows(rows, symbol, source="rest")
-        return schema.validate(frame, source_file=f"{self.base_url}/api/v3/klines?symbol={symbol}"
-                               f"&interval={interval}&startTime={start_ms}&endTime={end_ms - 1}")
+        return readers.validate_rest_rows(
+            rows, symbol, interval_ms=interval_ms(interval), source_file=f"{self.base_url}/api/v3/klines?"
+            f"symbol={symbol}&interval={interval}&startTime={start_ms}&endTime={end_ms - 1}")
+
+
+def _reason(exc: requests.RequestException) -> str:
+    """The useful end of a requests/urllib3 error ('Connection refused', 'Name or service not known', 'read
+    timed out') instead of its three nested reprs, so the error stays one readable line."""
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    found = re.findall(r"\[Errno -?\d+\] ([^'\")\]]+)", str(exc))
+    return found[-1].strip() if found else type(exc).__name__
 
 
 def _error_body(resp: requests.Response) -> tuple[int | None, str]:
