@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 
 USAGE, FAULT, INTERRUPTED = 2, 1, 130
+ERROR_MARK = ": error: "  # "<prog>: error: <message>", argparse's own format for usage errors too
 ERRORS_LOG = "errors.log"
 log = logging.getLogger(__name__)
 
@@ -138,5 +139,20 @@ def report(exc: BaseException, *, prog: str, context: str, verbose: bool) -> int
         saved = record_traceback(exc, context)
         if known is None:
             message += f" (a bug: the traceback is in {saved}; -v prints it)" if saved else " (-v prints it)"
-    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+    print(f"{prog}{ERROR_MARK}{message}", file=sys.stderr, flush=True)
     return code
+
+
+def last_error(log_path: str | Path | None, tail_bytes: int = 65_536) -> str | None:
+    """The newest one-line error a command printed into ``log_path`` (a stack component's log), or None:
+    `crypto-lambda status` and the supervisor show it beside a component that died."""
+    if not log_path:
+        return None
+    try:
+        with open(log_path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - tail_bytes))
+            lines = handle.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    return next((line.strip() for line in reversed(lines) if ERROR_MARK in line and not line.startswith(" ")), None)

@@ -275,3 +275,29 @@ def test_no_stack_and_live_mode_and_busy_port(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     assert f"exchange: port {port}" in result.stderr
     assert read_state(state_path(settings)) is None  # nothing was started
+
+
+def test_a_component_that_dies_with_an_error_line_shows_it_in_status(tmp_path: Path) -> None:
+    """A component's one-line error (here `web` on a busy port, run as the supervisor runs it: output to its
+    log) is what `status` and the supervisor show beside it."""
+    from crypto_lambda.errors import last_error
+    from crypto_lambda.stack.health import format_components
+
+    log_path = tmp_path / "web.log"
+    with socket.socket() as busy, open(log_path, "wb") as out:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = subprocess.run([str(BIN / "crypto-lambda"), "web", "--port", str(port)], stdout=out,
+                              stderr=subprocess.STDOUT, timeout=60,
+                              env={**os.environ, "CRYPTO_LAMBDA_HOME": str(tmp_path / "home")}).returncode
+    assert code == 1
+    line = last_error(log_path)
+    assert line and line.startswith("crypto-lambda: error: ") and str(port) in line, log_path.read_text()
+    assert "Traceback" not in log_path.read_text()
+    health = {"running": True, "status": "running", "mode": "replay", "supervisor_pid": 1, "started_at": "t",
+              "healthy": False, "components": {"web": {
+                  "healthy": False, "alive": False, "state": "restarting", "url": None, "responding": None,
+                  "rss_mb": None, "log_age_s": None, "pid": None, "restarts": 1, "log": str(log_path),
+                  "last_error": line}}}
+    assert f"last error: {line}" in format_components(health)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from crypto_lambda.config import Settings
+from crypto_lambda.errors import last_error
 from crypto_lambda.stack import procs
 from crypto_lambda.stack.state import read_state, state_path
 
@@ -77,6 +78,7 @@ def component_health(settings: Settings) -> dict[str, Any]:
             "log": comp.get("log"),
             "last_log_at": last_log_at,
             "log_age_s": log_age,
+            "last_error": last_error(comp.get("log")) if comp.get("restarts") or not alive else None,
         }
     status = state.get("status") if running else "not running"
     return {
@@ -106,4 +108,6 @@ def format_components(health: dict[str, Any]) -> str:
         age = f", log {c['log_age_s']:.0f} s ago" if c["log_age_s"] is not None else ""
         lines.append(f"  {name:<18} {verdict:<10} pid {c['pid']}{where}{answer}{mem}, "
                      f"restarts {c['restarts']}{age}; {c['log']}")
+        if c.get("last_error"):
+            lines.append(f"  {'':<18} last error: {c['last_error']}")
     return "\n".join(lines)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from crypto_lambda.config import Settings, ensure_dagster_home
+from crypto_lambda.errors import last_error
 from crypto_lambda.stack import procs
 from crypto_lambda.stack.components import ComponentSpec, StackOptions, base_env, build_components
 from crypto_lambda.stack.state import logs_dir, now_iso, read_state, state_path, write_state
@@ -73,6 +74,12 @@ class Child:
         except FileNotFoundError:
             return "(no log)"
         return "\n".join("    " + line for line in text[-lines:])
+
+
+def _why(child: Child) -> str:
+    """The child's own one-line error, when its last words were one (a busy port, an unreachable service)."""
+    line = last_error(child.log_path)
+    return f": {line}" if line else ""
 
 
 class Supervisor:
@@ -221,13 +228,13 @@ class Supervisor:
                     child.recent_restarts = 0
                 if child.recent_restarts >= self.options.max_restarts:
                     child.state = "failed"
-                    log.error("%s exited with code %s and used up its %d restarts in a row; leaving it down (log %s)",
-                              child.spec.name, code, self.options.max_restarts, child.log_path)
+                    log.error("%s exited with code %s and used up its %d restarts in a row; leaving it down (log %s)%s",
+                              child.spec.name, code, self.options.max_restarts, child.log_path, _why(child))
                 else:
                     delay = BACKOFF_S[min(child.recent_restarts, len(BACKOFF_S) - 1)]
                     child.state, child.next_restart = "restarting", now + delay
-                    log.warning("%s exited unexpectedly with code %s; restarting in %.0f s (log %s)",
-                                child.spec.name, code, delay, child.log_path)
+                    log.warning("%s exited unexpectedly with code %s; restarting in %.0f s (log %s)%s",
+                                child.spec.name, code, delay, child.log_path, _why(child))
                 self._write()
             elif child.state == "restarting" and now >= child.next_restart:
                 child.restarts += 1
