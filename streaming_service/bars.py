@@ -48,21 +48,26 @@ def _bad_number(col: Column, positive: bool = True) -> Column:
     return bad | (col <= 0) if positive else bad | (col < 0)
 
 
+MAX_EVENT_LEAD_MS = 60_000  # schema.validate's "not after now + 1 minute", with the record's Kafka time as now
+
+
 def _after_listing(ms: Column, symbol: Column) -> Column:
-    """schema.validate's listing floor, per symbol. Its other time rule (not after now + 1 minute) is not
-    applied to the stream: the replay exchange at REPLAY_WS_SPEED > 1 (`make up`, the stack test) streams
-    recorded minutes ahead of the wall clock by design, and the watermark bounds what a late clock can do."""
+    """schema.validate's listing floor, per symbol."""
     floor = F.lit(day_start_ms(GLOBAL_LISTING_FLOOR))
     for prefix, day in reversed(LISTING_FLOORS.items()):
         floor = F.when(symbol.startswith(prefix), F.lit(day_start_ms(day))).otherwise(floor)
     return ms >= floor
 
 
-def parse_events(kafka: DataFrame, expected: dict[str, str] | None = None) -> DataFrame:
+def parse_events(kafka: DataFrame, expected: dict[str, str] | None = None,
+                 max_lead_ms: int | None = MAX_EVENT_LEAD_MS) -> DataFrame:
     """Kafka rows (key, value, topic, partition, offset, timestamp) -> typed events plus ``reason``.
 
     ``expected`` maps topic -> event type (``trade``/``kline``/``gap``); a record of another type on that
-    topic is quarantined as ``event_type_does_not_match_topic``.
+    topic is quarantined as ``event_type_does_not_match_topic``. A trade or kline more than ``max_lead_ms``
+    after the record's Kafka timestamp (when the producer received it) is ``*_in_the_future``: the Kafka time
+    stands for "now", so replaying an old topic later gives the same verdicts. ``None`` lifts the bound, for a
+    replay exchange that streams recorded time faster than the clock (``REPLAY_WS_SPEED`` > 1).
 
     The JSON is parsed by one ``from_json`` in a projection of its own, and everything else reads fields of
     that column. Why: ``from_json`` is most of the parsing cost, and Spark inlines an expression into every
@@ -81,6 +86,8 @@ def parse_events(kafka: DataFrame, expected: dict[str, str] | None = None) -> Da
     if expected:
         mapping = F.create_map(*[F.lit(x) for pair in expected.items() for x in pair])
         topic_kind = mapping[F.col("topic")]
+    received_ms = F.unix_millis(F.col("kafka_ts"))
+    ahead = (lambda ms: F.lit(False)) if max_lead_ms is None else (lambda ms: ms > received_ms + max_lead_ms)
     reason = (
         F.when(F.col("raw").isNull(), "empty_value")
         .when(kind.isNull(), "unparseable_json")
@@ -93,6 +100,7 @@ def parse_events(kafka: DataFrame, expected: dict[str, str] | None = None) -> Da
         .when((kind == "trade") & _bad_number(price), "invalid_price")
         .when((kind == "trade") & _bad_number(qty), "invalid_quantity")
         .when((kind == "trade") & ~_after_listing(F.col("j.trade_ms"), symbol), "invalid_trade_time")
+        .when((kind == "trade") & ahead(F.col("j.trade_ms")), "trade_time_in_the_future")
         .when((kind == "kline") & (F.col("j.k").isNull() | F.col("j.k.open_ms").isNull()), "missing_kline")
         .when((kind == "kline") & (F.col("j.k.i") != "1m"), "unsupported_kline_interval")
         .when((kind == "kline") & (F.col("j.k.open_ms") % 60000 != 0), "kline_open_time_not_minute_aligned")
@@ -100,6 +108,7 @@ def parse_events(kafka: DataFrame, expected: dict[str, str] | None = None) -> Da
                                    | _bad_number(kv, positive=False)), "invalid_kline_value")
         .when((kind == "kline") & ~((kl <= F.least(ko, kc)) & (F.greatest(ko, kc) <= kh)), "ohlc_violation")
         .when((kind == "kline") & ~_after_listing(F.col("j.k.open_ms"), symbol), "kline_open_time_before_listing")
+        .when((kind == "kline") & ahead(F.col("j.k.open_ms")), "kline_open_time_in_the_future")
         .when((kind == "kline") & (F.col("j.k.close_ms") != F.col("j.k.open_ms") + close_time_offset_ms(MINUTE_MS)),
               "kline_close_time_mismatch")
         .when((kind == "kline") & (F.col("j.k.n") < 0), "invalid_kline_trades")

@@ -95,6 +95,9 @@ class ConsumerConfig:
     # False: a partition whose end is below the checkpointed offset (topic recreated) is read again from 0
     # instead of failing the query. Only an explicit `stream consume --no-fail-on-data-loss` sets it.
     fail_on_data_loss: bool = True
+    # Events more than this after their Kafka time are quarantined; None only for a replay exchange that runs
+    # recorded time faster than the clock (`crypto-lambda up` with REPLAY_WS_SPEED > 1).
+    max_event_lead_ms: int | None = bars.MAX_EVENT_LEAD_MS
 
     def expected(self) -> dict[str, str]:
         return dict(zip(self.topics.all(), EXPECTED_EVENT, strict=True))
@@ -138,7 +141,7 @@ def _trigger(config: ConsumerConfig) -> dict:
 
 def start_bars(spark, config: ConsumerConfig):
     kafka = read_kafka(spark, config, (config.topics.trades,))
-    trades = bars.valid_trades(bars.parse_events(kafka, config.expected()))
+    trades = bars.valid_trades(bars.parse_events(kafka, config.expected(), config.max_event_lead_ms))
     out = bars.minute_bars(trades, config.watermark, config.dedup)
     return (out.writeStream.queryName("speed-bars").format("parquet").outputMode("append")
             .option("path", str(config.paths.bars))
@@ -181,7 +184,7 @@ def side_batch(config: ConsumerConfig):
 
 def start_side(spark, config: ConsumerConfig):
     kafka = read_kafka(spark, config, config.topics.all())
-    events = bars.parse_events(kafka, config.expected())
+    events = bars.parse_events(kafka, config.expected(), config.max_event_lead_ms)
     return (events.writeStream.queryName("speed-side").foreachBatch(side_batch(config))
             .option("checkpointLocation", str(checkpoint_dir(config, "side")))
             .trigger(**_trigger(config)).start())

@@ -247,7 +247,7 @@ def _restart_on_the_same_home(stack: dict[str, Any], all_healthy: Callable[[], A
         np.testing.assert_allclose(joined["volume"], want["volume"], rtol=1e-9, atol=0)
 
 
-def test_no_stack_and_live_mode_and_busy_port(tmp_path: Path) -> None:
+def test_no_stack_and_live_mode_and_busy_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Cheap checks without starting a stack: status says 'not running', --live drops the replay exchange and
     points the children at Binance, and a busy port is refused up front, naming the component."""
     from crypto_lambda.stack.components import StackOptions, base_env, build_components
@@ -256,6 +256,14 @@ def test_no_stack_and_live_mode_and_busy_port(tmp_path: Path) -> None:
     health = component_health(settings)
     assert health["running"] is False and health["status"] == "not running" and health["components"] == {}
 
+    # The consumer's "not after now + 1 minute" rule is lifted only for a replay faster than the clock.
+    def consumer_argv(**options: Any) -> list[str]:
+        return next(s.argv for s in build_components(StackOptions(**options)) if s.name == "consumer")
+
+    monkeypatch.setenv("REPLAY_WS_SPEED", "30")
+    assert "--no-future-bound" in consumer_argv() and "--no-future-bound" not in consumer_argv(live=True)
+    monkeypatch.setenv("REPLAY_WS_SPEED", "1")
+    assert "--no-future-bound" not in consumer_argv()
     names = [spec.name for spec in build_components(StackOptions(live=True, web=False))]
     assert names == ["broker", "producer", "consumer", "dagster-webserver", "dagster-daemon"]
     env = base_env(settings, StackOptions(live=True), "x")

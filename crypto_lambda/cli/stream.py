@@ -116,6 +116,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         parser.add_argument("--no-fail-on-data-loss", action="store_true",
                             help="when offsets the checkpoint expects are gone from the broker (topic deleted, "
                                  "retention), skip them instead of stopping with an error (LOSES DATA)")
+        parser.add_argument("--no-future-bound", action="store_true",
+                            help="do not quarantine events more than a minute after their Kafka time (only for a "
+                                 "replay exchange faster than the clock, REPLAY_WS_SPEED > 1)")
         parser.add_argument("--queries", default="bars,side", help="which queries to run (default bars,side)")
         parser.add_argument("--reset", action="store_true",
                             help="delete speed-layer outputs and checkpoints first (re-read everything)")
@@ -181,7 +184,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_consume(args: argparse.Namespace) -> int:
-    from streaming_service import consumer
+    from streaming_service import bars, consumer
     from streaming_service.topics import SpeedPaths
 
     _quiet_kafka(getattr(args, "verbose", False))
@@ -201,7 +204,8 @@ def cmd_consume(args: argparse.Namespace) -> int:
         available_now=args.available_now_default or getattr(args, "available_now", False),
         starting_offsets=args.starting_offsets, max_offsets_per_trigger=args.max_offsets_per_trigger,
         watermark=args.watermark, dedup=not args.no_dedup, queries=queries,
-        fail_on_data_loss=not args.no_fail_on_data_loss)
+        fail_on_data_loss=not args.no_fail_on_data_loss,
+        max_event_lead_ms=None if args.no_future_bound else bars.MAX_EVENT_LEAD_MS)
     if args.reset:
         consumer.reset(config)
     stop = threading.Event()

@@ -92,6 +92,14 @@ def base_env(settings: Settings, options: StackOptions, stack_id: str) -> dict[s
     }
 
 
+def _future_bound(options: StackOptions) -> list[str]:
+    """A replay exchange faster than the clock streams recorded time ahead of now by design: only then is the
+    consumer's "not after now + 1 minute" rule lifted."""
+    from crypto_lambda.exchange.replay_ws import env_knobs
+
+    return ["--no-future-bound"] if not options.live and env_knobs().speed > 1 else []
+
+
 def build_components(options: StackOptions) -> list[ComponentSpec]:
     """The stack in start order; stop order is the reverse."""
     cl = executable("crypto-lambda")
@@ -118,7 +126,7 @@ def build_components(options: StackOptions) -> list[ComponentSpec]:
         # The broker keeps its topics under $CRYPTO_LAMBDA_HOME/kafka, so a restart resumes from the checkpoint
         # with failOnDataLoss on (the default): nothing here tolerates a loss.
         "consumer", [cl, "stream", "consume", "--trigger-seconds", str(options.trigger_seconds),
-                     "--max-offsets-per-trigger", "200000"],
+                     "--max-offsets-per-trigger", "200000", *_future_bound(options)],
         ready=("log", "speed layer reading"), stop_timeout=90.0, stop_group=1))
     if options.dagster:
         url = f"http://{HOST}:{options.dagster_port}"
