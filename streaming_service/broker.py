@@ -146,6 +146,15 @@ def partition_state(bootstrap: str, topic: str) -> dict[int, dict[str, object]]:
         admin.close()
 
 
+def new_cluster_id() -> str:
+    """A Kafka cluster id: a random UUID in URL-safe base64. Like Kafka's own ``Uuid.randomUuid`` it never
+    starts with '-', which the storage tool's argument parser would read as an option (seen in CI: 1 id in 64)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
 @dataclass
 class Node:
     node_id: int
@@ -184,7 +193,7 @@ class EmbeddedBroker:
             if port and nodes[0].port != port:
                 raise ValueError(f"{self.data_dir} was created for port {nodes[0].port}, not {port}")
             return state["cluster_id"], nodes
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         nodes = [Node(i + 1, port if (i == 0 and port) else free_port(self.host), free_port(self.host))
                  for i in range(brokers)]
         return cluster_id, nodes

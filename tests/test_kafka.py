@@ -54,6 +54,19 @@ def test_broker_keeps_topics_offsets_and_messages_across_restarts(tmp_path: Path
         EmbeddedBroker(data, brokers=3)
 
 
+def test_cluster_ids_never_look_like_an_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An id starting with '-' made `kafka-storage format -t <id>` fail with a usage error (1 start in 64)."""
+    import uuid
+
+    from streaming_service import broker
+
+    dash = uuid.UUID(bytes=b"\xfb" + bytes(15))  # base64 of 0xfb... starts with '-' (URL-safe alphabet)
+    draws = iter([dash, uuid.UUID(int=7)])
+    monkeypatch.setattr(broker.uuid, "uuid4", lambda: next(draws))
+    cluster_id = broker.new_cluster_id()
+    assert not cluster_id.startswith("-") and len(cluster_id) == 22
+
+
 def _wait_isr(bootstrap: str, topic: str, size: int, timeout: float = 90.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:
