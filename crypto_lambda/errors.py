@@ -14,6 +14,7 @@ import datetime as dt
 import errno
 import logging
 import os
+import subprocess
 import sys
 import traceback
 from pathlib import Path
@@ -47,6 +48,24 @@ def _first_line(text: object) -> str:
     return lines[0] if lines else ""
 
 
+def _spark_jvm_died(wait_s: float = 3.0) -> bool:
+    """True when the JVM this process's PySpark launched has exited, or exits within ``wait_s``: a JVM killed
+    by an OutOfMemoryError often reaches Python first as a refused connection, before the process is gone."""
+    if "pyspark" not in sys.modules:
+        return False
+    from pyspark import SparkContext
+
+    context = SparkContext._active_spark_context
+    proc = getattr(getattr(context, "_gateway", None), "proc", None)
+    if proc is None:
+        return False
+    try:
+        proc.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
 def _spark(exc: BaseException) -> tuple[int, str] | None:
     """Spark's errors: out of memory and a dead JVM are faults; an analysis or parse error is bad SQL."""
     names = {cls.__name__ for cls in type(exc).__mro__}
@@ -54,7 +73,8 @@ def _spark(exc: BaseException) -> tuple[int, str] | None:
     if "OutOfMemoryError" in text or "OutOfMemoryError" in _java_class(exc):
         return FAULT, ("Spark ran out of memory: narrow the query (LIMIT, WHERE, aggregate) or give it more "
                        "with SPARK_DRIVER_MEMORY=4g")
-    if names & {"Py4JNetworkError"} or (names & {"Py4JError"} and "Answer from Java side is empty" in text):
+    lost = names & {"Py4JNetworkError"} or (names & {"Py4JError"} and "Answer from Java side is empty" in text)
+    if lost or (isinstance(exc, ConnectionError) and _spark_jvm_died()):
         return FAULT, ("Spark's JVM stopped answering (it died, most often out of memory): rerun with a "
                        "narrower query or SPARK_DRIVER_MEMORY=4g")
     if names & {"AnalysisException", "ParseException"}:

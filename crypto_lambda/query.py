@@ -12,7 +12,6 @@ to ``--limit`` rows inside Spark, so a huge result cannot exhaust the JVM.
 from __future__ import annotations
 
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,6 @@ from pyspark.sql import SparkSession
 
 from crypto_lambda import lake as lk
 from crypto_lambda.config import Settings
-from crypto_lambda.errors import Fault
 
 SPEED_BARS = "speed_klines_1m"
 # view name -> glob under the lake (per-day datasets have a symbol folder, per-symbol ones do not)
@@ -124,39 +122,18 @@ def run_query(spark: SparkSession, settings: Settings, sql: str, limit: int = DE
     """Run one statement against the registered views, read-only unless ``allow_writes``; the result is cut
     to ``limit`` rows in Spark (so a huge result never reaches the driver's memory). SQL errors become
     ValueError with Spark's first line."""
-    from pyspark.errors import PySparkException
+    from pyspark.errors import AnalysisException
 
     if limit < 1:
         raise ValueError(f"--limit {limit} must be at least 1")
     views = register_views(spark, settings)
     try:
         check_statement(spark, settings, sql, allow_writes)
-        frame = spark.sql(sql)
-        rows = frame.limit(limit + 1).toPandas()
-    except Exception as exc:
-        alive = isinstance(exc, PySparkException) or _jvm_alive(spark)
-        if not alive or "OutOfMemory" in repr(exc):
-            raise Fault(f"Spark ran out of memory running the query (its JVM {'failed' if alive else 'died'}): "
-                        "narrow it (WHERE, aggregate, a smaller --limit) or give it more with "
-                        "SPARK_DRIVER_MEMORY=4g") from exc
-        if not isinstance(exc, PySparkException):
-            raise
+        rows = spark.sql(sql).limit(limit + 1).toPandas()
+    except AnalysisException as exc:  # bad SQL (ParseException is one): name the views it can use
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"SQL error: {first} (views: {', '.join(views) or 'none yet'})") from None
     return QueryResult(rows.iloc[:limit], len(rows) > limit, limit)
-
-
-def _jvm_alive(spark: SparkSession, wait_s: float = 3.0) -> bool:
-    """False when the JVM PySpark launched has exited or exits within ``wait_s`` (an OutOfMemoryError kills
-    it, and the Python side may notice the lost connection before the process is gone)."""
-    proc = getattr(spark.sparkContext._gateway, "proc", None)
-    if proc is None:
-        return True
-    try:
-        proc.wait(timeout=wait_s)
-    except subprocess.TimeoutExpired:
-        return True
-    return False
 
 
 def format_frame(frame: pd.DataFrame, fmt: str) -> str:
