@@ -43,7 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from common import Figure, log  # noqa: E402
 
-from streaming_service.broker import EmbeddedBroker, ensure_topics, free_port  # noqa: E402
+from crypto_lambda.machine import free_port  # noqa: E402
+from streaming_service.broker import EmbeddedBroker, ensure_topics  # noqa: E402
 from streaming_service.topics import Topics  # noqa: E402
 
 CLI = [sys.executable, "-c", "import sys; from crypto_lambda.cli import main; sys.exit(main())"]

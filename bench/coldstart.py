@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from common import Figure, log  # noqa: E402
 
+from crypto_lambda.machine import free_port  # noqa: E402
 from crypto_lambda.spark import LOCAL_SPARK_CONF  # noqa: E402
-from streaming_service.broker import free_port  # noqa: E402
 
 JAVA_OPTS = "spark.driver.extraJavaOptions"
 DISCOVERY = "spark.sql.sources.parallelPartitionDiscovery.threshold"

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from crypto_lambda import machine
+
 log = logging.getLogger(__name__)
 HOST_TAG = "crypto_lambda/host"
 PID_TAG = "crypto_lambda/pid"
@@ -27,26 +29,6 @@ IN_PROGRESS = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.Dag
 def process_tags() -> dict[str, str]:
     """Tags that tie a run to the process executing it (see :func:`sweep_dead_runs`)."""
     return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
-
-
-def _boot_time() -> float:
-    with open("/proc/stat") as fh:
-        for line in fh:
-            if line.startswith("btime "):
-                return float(line.split()[1])
-    raise OSError("no btime in /proc/stat")
-
-
-def process_started_at(pid: int) -> float | None:
-    """Start time (epoch seconds) of a live process, None when there is none (Linux /proc)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        if fields[0] == "Z":  # a zombie has exited; only its parent has not reaped it yet
-            return None
-        return _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 @dataclass
@@ -83,7 +65,7 @@ def dead_runs(instance: dg.DagsterInstance) -> list[DeadRun]:
         pid = _run_pid(instance, run)
         if pid is None or pid == os.getpid():
             continue
-        started = process_started_at(pid)
+        started = machine.started_at(pid)
         run_started = record.start_time or record.create_timestamp.timestamp()
         if started is None:
             found.append(DeadRun(run.run_id, run.job_name, pid, f"its process {pid} is gone"))

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from crypto_lambda import jvm
 from crypto_lambda.lake import atomic_text
+from crypto_lambda.machine import free_port, port_open
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +47,6 @@ logger.controller.level = INFO
 """
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 def _admin(bootstrap: str, timeout: float, client_id: str):
     from kafka import KafkaAdminClient
 
@@ -60,19 +54,13 @@ def _admin(bootstrap: str, timeout: float, client_id: str):
                             client_id=client_id)
 
 
-def _accepts(bootstrap: str) -> bool:
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(1.0)
-        return sock.connect_ex((host, int(port))) == 0
-
-
 def wait_ready(bootstrap: str, timeout: float = 60.0, brokers: int = 1) -> None:
     """Block until the cluster's metadata answers and lists ``brokers`` live brokers (an accept is not enough)."""
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
-        if not _accepts(bootstrap):  # cheap probe first: the client's reconnect backoff grows to seconds
+        host, _, port = bootstrap.split(",")[0].rpartition(":")
+        if not port_open(int(port), host):  # cheap probe first: the client's reconnect backoff grows to seconds
             last = "connection refused"
             time.sleep(0.1)
             continue
@@ -292,10 +280,9 @@ class EmbeddedBroker:
         if node.proc and node.proc.poll() is None:
             return
         for port in (node.port, node.controller_port):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                if sock.connect_ex((self.host, port)) == 0:
-                    raise OSError(f"port {port} on {self.host} is already in use: another broker runs with "
-                                  f"{self.data_dir}, or stop whatever listens there")
+            if port_open(port, self.host):
+                raise OSError(f"port {port} on {self.host} is already in use: another broker runs with "
+                              f"{self.data_dir}, or stop whatever listens there")
         out = self._log_file(node)
         try:
             node.proc = subprocess.Popen(

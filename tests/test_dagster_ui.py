@@ -17,8 +17,8 @@ import pytest
 import requests
 
 from crypto_lambda.config import load_settings
+from crypto_lambda.machine import free_port
 from crypto_lambda.timeutil import yesterday_utc
-from streaming_service.broker import free_port
 from tests.conftest import temp_instance
 
 pytestmark = pytest.mark.timeout(300)

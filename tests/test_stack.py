@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from crypto_lambda import machine
 from crypto_lambda.config import Settings
 from crypto_lambda.exchange.recording import Recording
 from crypto_lambda.stack import procs
@@ -70,7 +71,7 @@ def _cmdline_mentions(text: str) -> list[str]:
                 cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if text in cmd and procs.pid_alive(int(entry.name)):
+            if text in cmd and machine.pid_alive(int(entry.name)):
                 found.append(f"{entry.name}: {cmd[:200]}")
     return found
 
@@ -171,7 +172,7 @@ def test_up_runs_restarts_and_stops_the_whole_stack(stack: dict[str, Any]) -> No
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(150) == 0, log.read_text()[-3000:]
     print(f"stopped in {time.monotonic() - stopping:.1f} s")
-    assert not [p for p in pids if procs.pid_alive(p)]
+    assert not [p for p in pids if machine.pid_alive(p)]
     assert not procs.marked_pids(state["stack_id"])
     assert not _cmdline_mentions(str(home)), _cmdline_mentions(str(home))
     final = read_state(state_path(settings))

@@ -11,6 +11,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+from crypto_lambda import machine
 from crypto_lambda.config import Settings
 from crypto_lambda.errors import last_error
 from crypto_lambda.stack import procs
@@ -35,7 +36,7 @@ def _responding(probe: list[Any] | None) -> bool | None:
     if not probe:
         return None  # no port: liveness is the pid (and the log age)
     kind, target = probe
-    return procs.http_ok(str(target), timeout=2.0) if kind == "http" else procs.port_open(int(target))
+    return procs.http_ok(str(target), timeout=2.0) if kind == "http" else machine.port_open(int(target))
 
 
 def _memory(pids: list[int] | None) -> dict[str, Any]:
@@ -43,7 +44,7 @@ def _memory(pids: list[int] | None) -> dict[str, Any]:
     servers and run workers count for their component), found by the stack's environment marker."""
     if pids is None:
         return {"rss_mb": None, "processes": 0}
-    return {"rss_mb": round(sum(procs.rss_mb(p) or 0 for p in pids), 1), "processes": len(pids)}
+    return {"rss_mb": round(sum(machine.rss_mb(p) or 0 for p in pids), 1), "processes": len(pids)}
 
 
 def component_health(settings: Settings) -> dict[str, Any]:
@@ -54,12 +55,12 @@ def component_health(settings: Settings) -> dict[str, Any]:
     if state is None:
         return {"running": False, "status": "not running", "healthy": False, "state_file": str(path),
                 "components": {}}
-    supervisor_alive = procs.pid_alive(state.get("supervisor_pid"), state.get("supervisor_ticks"))
+    supervisor_alive = machine.pid_alive(state.get("supervisor_pid"), state.get("supervisor_ticks"))
     running = supervisor_alive and state.get("status") not in ("stopped", "stopped-with-leftovers")
     components: dict[str, dict[str, Any]] = {}
     marked = procs.pids_by_component(state["stack_id"]) if running and state.get("stack_id") else {}
     for comp in state.get("components", []):
-        alive = running and procs.pid_alive(comp.get("pid"), comp.get("pid_ticks"))
+        alive = running and machine.pid_alive(comp.get("pid"), comp.get("pid_ticks"))
         responding = _responding(comp.get("probe")) if alive else (False if comp.get("probe") else None)
         last_log_at, log_age = _log_info(comp.get("log"))
         components[comp["name"]] = {

@@ -13,47 +13,16 @@ import contextlib
 import ctypes
 import os
 import signal
-import socket
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from crypto_lambda.machine import pid_alive, start_ticks
+
 STACK_ID_ENV = "CRYPTO_LAMBDA_STACK_ID"
 COMPONENT_ENV = "CRYPTO_LAMBDA_STACK_COMPONENT"
 PR_SET_PDEATHSIG = 1
-
-
-def start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat), or None if it is
-    gone or a zombie. Stored beside each pid so a recycled pid is never mistaken for our child."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    fields = raw[raw.rindex(")") + 2:].split()  # the command name may contain spaces and parentheses
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
-
-
-def pid_alive(pid: int | None, ticks: int | None = None) -> bool:
-    """True while ``pid`` runs (not a zombie) and, if ``ticks`` is given, is still the same process."""
-    if not pid:
-        return False
-    current = start_ticks(pid)
-    return current is not None and (ticks is None or current == ticks)
-
-
-def rss_mb(pid: int) -> float | None:
-    """Resident memory of one process in MiB (VmRSS), None if it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    return None
 
 
 def _environ(pid: int) -> dict[str, str]:
@@ -117,26 +86,6 @@ def die_with_parent() -> None:
     supervisor leaves no orphans; the consumer then still stops between micro-batches."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
-def port_open(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    """True when a server could listen on the port now. SO_REUSEADDR as the servers themselves use it, so
-    connections of a previous run lingering in TIME_WAIT do not count as "in use"."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-            return True
-        except OSError:
-            return False
 
 
 def http_ok(url: str, timeout: float = 2.0) -> bool:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crypto_lambda import machine
 from crypto_lambda.config import Settings, ensure_dagster_home
 from crypto_lambda.errors import last_error
 from crypto_lambda.stack import procs
@@ -137,7 +138,7 @@ class Supervisor:
         state = read_state(self.state_file)
         if not state or state.get("status") == "stopped":
             return
-        if procs.pid_alive(state.get("supervisor_pid"), state.get("supervisor_ticks")):
+        if machine.pid_alive(state.get("supervisor_pid"), state.get("supervisor_ticks")):
             raise ValueError(f"a stack is already running on {self.settings.home} "
                              f"(supervisor pid {state['supervisor_pid']}); stop it first")
         if state.get("stack_id"):
@@ -149,7 +150,7 @@ class Supervisor:
     def _check_ports(self) -> None:
         for child in self.children:
             port = child.spec.port
-            if port and not procs.port_free(port):
+            if port and not machine.port_free(port):
                 raise ValueError(f"{child.spec.name}: port {port} on 127.0.0.1 is already in use "
                                  f"(pick another with the matching --*-port option)")
 
@@ -165,7 +166,7 @@ class Supervisor:
             child.proc = subprocess.Popen(child.spec.argv, stdin=subprocess.DEVNULL, stdout=out,
                                           stderr=subprocess.STDOUT, env=env, cwd=self.settings.home,
                                           start_new_session=True, preexec_fn=procs.die_with_parent)
-        child.ticks = procs.start_ticks(child.proc.pid)
+        child.ticks = machine.start_ticks(child.proc.pid)
         child.spawned_mono = time.monotonic()
         child.started_at = now_iso()
         child.state = "starting"
@@ -177,7 +178,7 @@ class Supervisor:
         if kind == "http":
             return procs.http_ok(str(target))
         if kind == "tcp":
-            return procs.port_open(int(target))
+            return machine.port_open(int(target))
         try:
             with open(child.log_path, "rb") as handle:
                 handle.seek(child.log_offset)
@@ -321,7 +322,7 @@ class Supervisor:
 
     def _write_locked(self) -> None:
         write_state(self.state_file, {
-            "status": self.status, "supervisor_pid": os.getpid(), "supervisor_ticks": procs.start_ticks(os.getpid()),
+            "status": self.status, "supervisor_pid": os.getpid(), "supervisor_ticks": machine.start_ticks(os.getpid()),
             "stack_id": self.stack_id, "started_at": self.started_at, "updated_at": now_iso(),
             "mode": "live" if self.options.live else "replay", "home": str(self.settings.home),
             "dagster_home": str(self.settings.dagster_home), "max_restarts": self.options.max_restarts,
