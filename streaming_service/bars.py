@@ -1,5 +1,5 @@
-"""Parsing and bar aggregation shared by every reader of the Kafka topics (both source formats, the
-streaming job, the benchmark and the tests).
+"""Parsing and bar aggregation shared by every reader of the Kafka topics (the streaming job, the benchmark
+and the tests).
 
 Kafka values are Binance event JSON (``e`` = trade | kline) or the producer's gap markers (``e`` = gap).
 One explicit schema parses all three (field names are case-sensitive: Binance uses both ``e`` and ``E``);

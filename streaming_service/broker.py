@@ -18,7 +18,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,11 +54,15 @@ def _admin(bootstrap: str, timeout: float, client_id: str):
                             client_id=client_id)
 
 
-def wait_ready(bootstrap: str, timeout: float = 60.0, brokers: int = 1) -> None:
-    """Block until the cluster's metadata answers and lists ``brokers`` live brokers (an accept is not enough)."""
+def wait_ready(bootstrap: str, timeout: float = 60.0, brokers: int = 1,
+               still_starting: Callable[[], None] | None = None) -> None:
+    """Block until the cluster's metadata answers and lists ``brokers`` live brokers (an accept is not enough).
+    ``still_starting`` is called on every poll and raises when waiting is pointless (the process died)."""
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
+        if still_starting is not None:
+            still_starting()
         host, _, port = bootstrap.split(",")[0].rpartition(":")
         if not port_open(int(port), host):  # cheap probe first: the client's reconnect backoff grows to seconds
             last = "connection refused"
@@ -294,11 +298,11 @@ class EmbeddedBroker:
 
     def start(self, timeout: float = 90.0) -> EmbeddedBroker:
         self._prepare()
-        for node in self.nodes:
-            self.start_node(node.node_id)
         try:
+            for node in self.nodes:
+                self.start_node(node.node_id)
             self.wait_ready(timeout)
-        except TimeoutError:
+        except BaseException:  # a node that died, a busy port, a timeout: stop the nodes already started
             self.stop()
             raise
         log.info("Kafka %s (%d node(s), pids %s) ready on %s", self.cluster_id, self.brokers,
@@ -306,17 +310,12 @@ class EmbeddedBroker:
         return self
 
     def wait_ready(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            dead = [n.node_id for n in self.nodes if n.proc is None or n.proc.poll() is not None]
-            if dead:
-                raise RuntimeError(f"Kafka node(s) {dead} exited during start-up: see {self.log_path or 'its log'}")
-            try:
-                wait_ready(self.bootstrap, min(5.0, max(0.5, deadline - time.monotonic())), self.brokers)
-                return
-            except TimeoutError:
-                continue
-        raise TimeoutError(f"Kafka {self.bootstrap} not ready after {timeout:.0f}s")
+        wait_ready(self.bootstrap, timeout, self.brokers, self._raise_if_a_node_died)
+
+    def _raise_if_a_node_died(self) -> None:
+        dead = [n.node_id for n in self.nodes if n.proc is None or n.proc.poll() is not None]
+        if dead:
+            raise RuntimeError(f"Kafka node(s) {dead} exited during start-up: see {self.log_path or 'its log'}")
 
     def create_topics(self, topics: Iterable[str], partitions: int = 1) -> list[str]:
         return ensure_topics(self.bootstrap, topics, partitions, self.replication, self.min_insync)
