@@ -21,13 +21,6 @@ import pyarrow.parquet as pq
 from crypto_lambda.config import validate_symbol
 from crypto_lambda.schema import KLINE_SCHEMA, QUARANTINE_SCHEMA, to_table
 
-RAW_KLINES = "raw_klines_1m"
-DAILY_OHLCV = "daily_ohlcv"
-DAILY_HISTORY = "daily_history_1d"
-DAILY_FILLED = "daily_filled"
-SPEED_DAILY = "speed_daily"
-SERVING_DAILY = "serving_daily"
-
 
 def _checked_child(root: Path, *parts: str) -> Path:
     path = root.joinpath(*parts).resolve()

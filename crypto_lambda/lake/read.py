@@ -1,0 +1,128 @@
+"""Reading the lake's Delta tables without a JVM (delta-rs), for the live page, status, sensors and tests.
+
+Reads see one committed version (the newest, or ``as_of`` a version number or ISO timestamp): a writer's
+half-done commit is invisible. Filters on ``symbol`` and ``date`` prune files by partition values and
+statistics before any Parquet is opened.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from crypto_lambda.config import validate_symbol
+from crypto_lambda.lake.tables import MONTH, is_table, table, table_path
+
+
+def exists(lake: Path, name: str) -> bool:
+    return is_table(table_path(lake, name))
+
+
+def open_table(lake: Path, name: str, as_of: int | str | None = None):
+    """A delta-rs ``DeltaTable`` at the newest version or ``as_of`` (int version, or ISO-8601 timestamp)."""
+    from deltalake import DeltaTable
+
+    path = table_path(lake, name)
+    if not is_table(path):
+        raise FileNotFoundError(f"lake table {name} does not exist yet ({path})")
+    dt_ = DeltaTable(str(path))
+    if as_of is not None:
+        if isinstance(as_of, int) or str(as_of).isdigit():
+            dt_.load_as_version(int(as_of))
+        else:
+            dt_.load_as_version(dt.datetime.fromisoformat(str(as_of)))
+    return dt_
+
+
+def version(lake: Path, name: str) -> int | None:
+    """Newest committed version, None when the table does not exist."""
+    return open_table(lake, name).version() if exists(lake, name) else None
+
+
+def _filter(symbols, start: dt.date | None, end: dt.date | None):
+    expr = None
+    def both(a, b):
+        return b if a is None else a & b
+    if symbols:
+        expr = both(expr, pc.field("symbol").isin([validate_symbol(s) for s in symbols]))
+    if start is not None:
+        expr = both(expr, pc.field("date") >= pa.scalar(start, pa.date32()))
+    if end is not None:
+        expr = both(expr, pc.field("date") <= pa.scalar(end, pa.date32()))
+    return expr
+
+
+def read_arrow(lake: Path, name: str, symbols=None, start: dt.date | None = None, end: dt.date | None = None,
+               columns: list[str] | None = None, as_of: int | str | None = None) -> pa.Table:
+    """Rows of ``symbols`` x [start, end] (all when omitted) in the table's schema (``month`` dropped)."""
+    spec = table(name)
+    if not exists(lake, name):
+        if spec.schema is None:
+            return pa.table({})
+        empty = spec.schema.empty_table()
+        return empty.select(columns) if columns else empty
+    dataset = open_table(lake, name, as_of).to_pyarrow_dataset()
+    result = dataset.to_table(columns=columns, filter=_filter(symbols, start, end))
+    if MONTH in result.column_names and (columns is None or MONTH not in columns):
+        result = result.drop_columns([MONTH])
+    if spec.schema is not None and columns is None:
+        result = result.select(spec.schema.names).cast(spec.schema)
+    elif spec.schema is not None:
+        result = result.cast(pa.schema([spec.schema.field(c) for c in result.column_names]))
+    return result
+
+
+def read(lake: Path, name: str, symbols=None, start: dt.date | None = None, end: dt.date | None = None,
+         columns: list[str] | None = None, as_of: int | str | None = None) -> pd.DataFrame:
+    """:func:`read_arrow` as pandas, sorted by the table's key."""
+    frame = read_arrow(lake, name, symbols, start, end, columns, as_of).to_pandas()
+    key = [c for c in table(name).key if c in frame.columns]
+    if key and len(frame):
+        frame = frame.sort_values(key, kind="stable").reset_index(drop=True)
+    return frame
+
+
+def days(lake: Path, name: str, symbol: str) -> list[dt.date]:
+    """The distinct UTC dates one symbol has rows for, sorted."""
+    frame = read_arrow(lake, name, [symbol], columns=["date"])
+    return sorted(set(frame.column("date").to_pylist()))
+
+
+def history(lake: Path, name: str, limit: int | None = None) -> list[dict]:
+    """Commit log, newest first: version, timestamp (UTC), operation, parameters, metrics, user metadata."""
+    if not exists(lake, name):
+        return []
+    rows = []
+    for entry in open_table(lake, name).history(limit):
+        meta = entry.get("userMetadata")
+        try:
+            meta = json.loads(meta) if meta else {}
+        except ValueError:
+            meta = {"text": meta}
+        rows.append({"version": entry.get("version"),
+                     "timestamp": dt.datetime.fromtimestamp(entry.get("timestamp", 0) / 1000, dt.UTC),
+                     "operation": entry.get("operation"), "parameters": entry.get("operationParameters") or {},
+                     "metrics": entry.get("operationMetrics") or {}, "user_metadata": meta})
+    return rows
+
+
+def file_uris(lake: Path, name: str) -> list[str]:
+    """The Parquet files the newest version references (what DuckDB or pyarrow would read)."""
+    return open_table(lake, name).file_uris() if exists(lake, name) else []
+
+
+def file_count(lake: Path, name: str) -> int:
+    return len(file_uris(lake, name))
+
+
+def file_sizes(lake: Path, name: str) -> dict:
+    """Files and bytes of the newest version (for the maintenance asset's before/after metadata)."""
+    if not exists(lake, name):
+        return {"files": 0, "bytes": 0}
+    actions = pa.table(open_table(lake, name).get_add_actions(flatten=True))
+    return {"files": actions.num_rows, "bytes": int(pc.sum(actions.column("size_bytes")).as_py() or 0)}

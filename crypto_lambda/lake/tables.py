@@ -1,0 +1,148 @@
+"""Every dataset of the lake, once: its name, schema, partition columns and key.
+
+Each dataset is a Delta Lake table at ``CRYPTO_LAMBDA_HOME/lake/<name>``, written by Spark (with Delta's jars
+from ``jvm/pom.xml``) and read either by Spark or, where a JVM is too heavy (live page, status, sensors,
+tests), by delta-rs (:mod:`crypto_lambda.lake.read`). This module imports neither, so both sides share it.
+
+Partitioning is for file size, not for lookups (Delta's statistics prune files by ``date`` anyway):
+* minute tables by ``symbol`` and ``month``: a month of one symbol's minutes is 43,200 rows, ~1.5 MB zstd,
+  against 62 KB for the old file per day (14 years of BTC: 170 files instead of 5,077). ``month`` is a
+  generated column (``trunc(date, 'MM')``), so a filter on ``date`` prunes months too and writers never set it;
+* daily tables by ``symbol`` only: 14 years of daily bars are ~5,100 rows, one file per symbol after OPTIMIZE.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from crypto_lambda.config import validate_symbol
+from crypto_lambda.schema import (
+    DAILY_SCHEMA,
+    FILLED_SCHEMA,
+    KLINE_SCHEMA,
+    QUARANTINE_SCHEMA,
+    REALIZED_VOL_SCHEMA,
+    SERVING_SCHEMA,
+    SPEED_DAILY_SCHEMA,
+)
+
+RAW_KLINES = "raw_klines_1m"
+DAILY_OHLCV = "daily_ohlcv"
+DAILY_HISTORY = "daily_history_1d"
+DAILY_FILLED = "daily_filled"
+SPEED_DAILY = "speed_daily"
+SERVING_DAILY = "serving_daily"
+REALIZED_VOL = "realized_vol_daily"
+QUARANTINE = "quarantine"
+
+MONTH = "month"
+MONTH_EXPR = "trunc(date, 'MM')"
+
+# Properties every table is created with. Deletion vectors stay off: delta-rs 1.6 refuses to read a table with
+# that reader feature (checked by tests/test_lake.py), and the live page and sensors read with it.
+TABLE_PROPERTIES: dict[str, str] = {
+    "delta.enableDeletionVectors": "false",
+    "delta.checkpointInterval": "10",
+    # Files VACUUM may delete once no version younger than this references them (time travel window).
+    "delta.deletedFileRetentionDuration": "interval 7 days",
+    "delta.logRetentionDuration": "interval 30 days",
+}
+
+
+@dataclass(frozen=True)
+class Table:
+    """One lake dataset. ``schema`` excludes the generated ``month``; ``None`` = the writer's frame decides
+    (forecast outputs, whose columns follow the models)."""
+
+    name: str
+    schema: pa.Schema | None
+    partition_by: tuple[str, ...] = ("symbol",)
+    key: tuple[str, ...] = ("symbol", "date")
+
+    @property
+    def by_month(self) -> bool:
+        return MONTH in self.partition_by
+
+
+def _with_date(schema: pa.Schema) -> pa.Schema:
+    return schema.append(pa.field("date", pa.date32(), nullable=False))
+
+
+RAW_SCHEMA = _with_date(KLINE_SCHEMA)
+LAKE_QUARANTINE_SCHEMA = pa.schema([pa.field("kind", pa.string(), nullable=False), *QUARANTINE_SCHEMA,
+                                    pa.field("quarantined_at", pa.timestamp("us", tz="UTC"))])
+
+TABLES: dict[str, Table] = {t.name: t for t in (
+    Table(RAW_KLINES, RAW_SCHEMA, ("symbol", MONTH), ("symbol", "open_time")),
+    Table(DAILY_OHLCV, DAILY_SCHEMA),
+    Table(DAILY_HISTORY, DAILY_SCHEMA),
+    Table(DAILY_FILLED, FILLED_SCHEMA),
+    Table(SPEED_DAILY, SPEED_DAILY_SCHEMA),
+    Table(SERVING_DAILY, SERVING_SCHEMA),
+    Table(REALIZED_VOL, REALIZED_VOL_SCHEMA),
+    Table(QUARANTINE, LAKE_QUARANTINE_SCHEMA, ("kind",), ()),
+)}
+
+
+def register(table: Table) -> Table:
+    """Add a dataset defined elsewhere (the speed layer's and the forecasts' tables) to :data:`TABLES`."""
+    known = TABLES.setdefault(table.name, table)
+    if known != table:
+        raise ValueError(f"lake table {table.name} is defined twice, differently")
+    return table
+
+
+def table(name: str) -> Table:
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise ValueError(f"unknown lake table {name!r}; known: {', '.join(sorted(TABLES))}") from None
+
+
+def table_path(lake: Path, name: str) -> Path:
+    """``lake/<name>``; the name must be a known table (no path tricks through a dataset name)."""
+    table(name)
+    return lake / name
+
+
+def is_table(path: Path) -> bool:
+    return (path / "_delta_log").is_dir() and any((path / "_delta_log").glob("*.json"))
+
+
+_SPARK_TYPES = {pa.string(): "STRING", pa.float64(): "DOUBLE", pa.int64(): "BIGINT", pa.int32(): "INT",
+                pa.bool_(): "BOOLEAN", pa.date32(): "DATE", pa.binary(): "BINARY"}
+
+
+def spark_type(arrow: pa.DataType) -> str:
+    if pa.types.is_timestamp(arrow):
+        return "TIMESTAMP"
+    try:
+        return _SPARK_TYPES[arrow]
+    except KeyError:
+        raise TypeError(f"no Spark SQL type for {arrow}") from None
+
+
+def ddl_columns(spec: Table) -> str:
+    """Column list of ``CREATE TABLE`` for ``spec`` (NOT NULL where the Arrow field says so)."""
+    assert spec.schema is not None
+    cols = [f"`{f.name}` {spark_type(f.type)}{'' if f.nullable else ' NOT NULL'}" for f in spec.schema]
+    if spec.by_month:
+        cols.append(f"`{MONTH}` DATE GENERATED ALWAYS AS ({MONTH_EXPR})")
+    return ", ".join(cols)
+
+
+def rectangle(symbols: list[str] | tuple[str, ...] | None = None, start: dt.date | None = None,
+              end: dt.date | None = None) -> str:
+    """The SQL predicate of a Dagster run's partitions: symbols x [start, end] (inclusive), either optional."""
+    parts = []
+    if symbols:
+        parts.append("symbol IN (" + ", ".join(f"'{validate_symbol(s)}'" for s in symbols) + ")")
+    if start is not None:
+        parts.append(f"date >= DATE'{start.isoformat()}'")
+    if end is not None:
+        parts.append(f"date <= DATE'{end.isoformat()}'")
+    return " AND ".join(parts) or "true"
