@@ -27,6 +27,11 @@ LOCAL_SPARK_CONF: dict[str, str] = {
     # delta catalog for path tables. The local file system's rename is atomic, so the default LogStore is safe.
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    # Delta rebuilds a table's snapshot after each commit with this many tasks (default 50): on 2 local cores
+    # that made a one-day replaceWhere 5.1 s, with 2 it is 1.8 s (tests/test_lake.py's table, warm).
+    "spark.databricks.delta.snapshotPartitions": "2",
+    # New tables never get deletion vectors, whoever creates them: delta-rs 1.6 cannot read them.
+    "spark.databricks.delta.properties.defaults.enableDeletionVectors": "false",
     # Spark lists more than 32 input paths with a Spark job of one task per path; on a local lake of
     # one file per day that job costs ~5 ms a file (40 s for the 8,109 files of a full rebuild, measured
     # by bench/bench_rebuild.py), while listing them on the driver takes well under a second.
