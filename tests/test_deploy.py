@@ -167,6 +167,24 @@ def test_jvm_artifacts_match_pyspark_and_compose(compose: dict[str, Any]) -> Non
     assert "ENV CRYPTO_LAMBDA_JVM_LIB=/opt/crypto-lambda/jvm/lib" in dockerfile
 
 
+def _artifact(jar: Path) -> str:
+    """``delta-spark_2.13-4.4.0.jar`` -> ``delta-spark_2.13``: the name without its version."""
+    return re.sub(r"-(\d+\.)+\d+[\w.-]*$", "", jar.stem)
+
+
+def test_spark_jars_never_duplicate_what_pyspark_ships() -> None:
+    """Two versions of one artifact on a classpath fail at run time, not at install: the Kafka connector and
+    Delta Lake come without the jars pyspark/jars already has (the exclusions in jvm/spark/pom.xml)."""
+    import pyspark
+
+    from crypto_lambda import jvm
+
+    ours = {_artifact(j) for j in jvm.jars(jvm.SPARK)}
+    shipped = {_artifact(j) for j in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
+    assert {"delta-spark_2.13", "delta-storage", "spark-sql-kafka-0-10_2.13"} <= ours
+    assert not ours & shipped
+
+
 def test_consumer_spark_conf_is_accepted_by_spark_py(compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     from crypto_lambda import jvm, spark
 
