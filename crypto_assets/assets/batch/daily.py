@@ -96,12 +96,16 @@ def build_daily_history(spark: SparkSession, client: BinanceClient, settings: Se
 
 
 def _read_daily(spark: SparkSession, settings: Settings, symbols: list[str]) -> DataFrame | None:
+    """Both daily tables' rows of ``symbols``, unranked (see :func:`_preferred`)."""
     parts = [conform(df.where(rectangle(symbols)), DAILY_SCHEMA) for name in (DAILY_OHLCV, DAILY_HISTORY)
              if (df := lake_write.spark_read(spark, settings.lake, name)) is not None]
     if not parts:
         return None
-    frame = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
-    # minute-derived bars win over exchange 1d bars for the same day
+    return parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
+
+
+def _preferred(frame: DataFrame) -> DataFrame:
+    """One bar per day: minute-derived bars win over exchange 1d bars for the same day."""
     return prefer(frame, F.when(F.col("source") == "minutes", 0).otherwise(1))
 
 
@@ -113,11 +117,12 @@ def build_daily_filled(spark: SparkSession, settings: Settings, symbols: list[st
     last_day = last_day or yesterday_utc()
     result: DataFrame | pa.Table = FILLED_SCHEMA.empty_table()
     if daily is not None:
+        # first day per symbol from the bare union (statistics-only work), not the ranked frame
         firsts = {r["symbol"]: r["first"]
                   for r in daily.groupBy("symbol").agg(F.min("date").alias("first")).collect()}
         spans = {s: (max(firsts[s], settings.start), last_day) for s in symbols if s in firsts}
         if spans:
-            filled = with_moving_averages(forward_fill(daily, calendar(spark, spans)))
+            filled = with_moving_averages(forward_fill(_preferred(daily), calendar(spark, spans)))
             filled = filled.withColumn("source", F.when(F.col("is_filled"), F.lit("filled"))
                                        .otherwise(F.col("source")))
             result = conform(filled, FILLED_SCHEMA)

@@ -34,6 +34,7 @@ from crypto_lambda.schema import empty_klines, merge_klines
 from crypto_lambda.timeutil import DAY_MS, MINUTES_PER_DAY, contiguous_runs, day_start_ms
 
 FETCH_CHUNK_DAYS = 30
+STALE_STAGING_SECONDS = 24 * 3600  # a staging folder this old belongs to a run that was killed
 
 
 def _chunks(days: list[dt.date]) -> list[list[dt.date]]:
@@ -70,6 +71,13 @@ def _spark_schema():
     return from_arrow_schema(RAW_SCHEMA)
 
 
+def _sweep_staging(root: Path) -> None:
+    """Remove staging folders left by killed runs (never a running one's: those are younger than a day)."""
+    for folder in root.glob("raw-*") if root.is_dir() else []:
+        if time.time() - folder.stat().st_mtime > STALE_STAGING_SECONDS:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def materialize_raw(context: dg.AssetExecutionContext, lake: LakeResource, exchange: ExchangeResource,
                     days_by_symbol: dict[str, list[dt.date]], spark) -> dict[str, object]:
     """Fetch/merge the run's partitions and commit them; returns run metadata."""
@@ -80,6 +88,7 @@ def materialize_raw(context: dg.AssetExecutionContext, lake: LakeResource, excha
     rows = quarantined = staged_parts = 0
     total = sum(len(d) for d in days_by_symbol.values())
     started = time.monotonic()
+    _sweep_staging(settings.home / "tmp")
     staging = settings.home / "tmp" / f"raw-{uuid.uuid4().hex}"
     staging.mkdir(parents=True)
     try:
