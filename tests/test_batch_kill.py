@@ -19,7 +19,7 @@ from crypto_lambda.lake import tables as lt
 from crypto_lambda.lake import write as lw
 
 FIRST = dt.date(2023, 1, 1)
-DAYS = 730  # ~1 M minutes in 24 (symbol, month) files: seconds of writing, a wide window to kill in
+DAYS = 240  # ~350 k minutes in 8 (symbol, month) files: seconds of writing, a wide window to kill in
 WRITER = """
 import sys, datetime as dt
 from pathlib import Path
