@@ -16,13 +16,13 @@ import hashlib
 import json
 
 import dagster as dg
-import pyarrow.parquet as pq
 
 from crypto_assets.backfill import missing_days
 from crypto_assets.jobs import MINUTES_JOB, SPEED_JOB
 from crypto_assets.partitions import multi_key, range_tags
-from crypto_lambda import lake as lk
 from crypto_lambda.config import MIN_DAY_COMPLETENESS, Settings, automation_on
+from crypto_lambda.lake import read as lake_read
+from crypto_lambda.lake.tables import DAILY_OHLCV, RAW_KLINES
 from crypto_lambda.timeutil import MINUTES_PER_DAY, contiguous_runs, ms_to_day, today_utc, yesterday_utc
 from streaming_service.speed_lake import committed_files, read_gaps
 from streaming_service.topics import SpeedPaths
@@ -70,7 +70,7 @@ def repair_targets(settings: Settings) -> dict[str, str]:
     targets: dict[str, str] = {}
     last = yesterday_utc()
     for symbol in settings.symbols:
-        days = lk.partition_days(settings.lake, lk.RAW_KLINES, symbol)
+        days = lake_read.days(settings.lake, RAW_KLINES, symbol)
         if days:
             for day in missing_days(settings, symbol, first=days[0], last=last):
                 targets[multi_key(day, symbol)] = f"missing:{today_utc()}"  # tried again tomorrow if it failed
@@ -80,12 +80,11 @@ def repair_targets(settings: Settings) -> dict[str, str]:
                 targets[multi_key(day, gap.symbol)] = f"gap:{gap.from_ms}-{gap.to_ms}"
     threshold = MIN_DAY_COMPLETENESS * MINUTES_PER_DAY
     for symbol in settings.symbols:
-        for day in lk.partition_days(settings.lake, lk.DAILY_OHLCV, symbol):
-            if settings.first_minute_day <= day <= last:
-                path = lk.partition_path(settings.lake, lk.DAILY_OHLCV, symbol, day)
-                minutes = pq.read_table(path, columns=["minutes_present"]).column(0)[0].as_py() or 0
-                if minutes < threshold:
-                    targets.setdefault(multi_key(day, symbol), f"incomplete:{minutes}")
+        bars = lake_read.read(settings.lake, DAILY_OHLCV, [symbol], start=settings.first_minute_day, end=last,
+                              columns=["date", "minutes_present"])
+        for day, minutes in zip(bars["date"], bars["minutes_present"].fillna(0).astype(int), strict=True):
+            if minutes < threshold:
+                targets.setdefault(multi_key(day, symbol), f"incomplete:{minutes}")
     return targets
 
 

@@ -9,8 +9,9 @@ import dagster as dg
 from crypto_assets.backfill import missing_days
 from crypto_assets.checks.batch import gap_report
 from crypto_assets.runs import IN_PROGRESS, sweep_dead_runs, unresolved_failures
-from crypto_lambda import lake as lk
 from crypto_lambda.config import Settings
+from crypto_lambda.lake import read as lake_read
+from crypto_lambda.lake.tables import RAW_KLINES
 
 ASSETS = ("raw_klines_1m", "daily_ohlcv", "daily_history_1d", "daily_filled", "realized_vol_daily", "speed_daily",
           "serving_daily", "forecasts")
@@ -28,7 +29,7 @@ def collect_status(settings: Settings, instance: dg.DagsterInstance) -> dict:
     gaps = gap_report(settings)
     symbols = {}
     for symbol in settings.symbols:
-        days = lk.partition_days(settings.lake, lk.RAW_KLINES, symbol)
+        days = lake_read.days(settings.lake, RAW_KLINES, symbol)
         missing = missing_days(settings, symbol)
         symbols[symbol] = {
             "first_day": str(days[0]) if days else None,

@@ -1,9 +1,12 @@
 """Import history files into the staging area the batch layer reads before asking the exchange.
 
 Staged data lives at ``<home>/imports/<SYMBOL>/<YYYY-MM-DD>.parquet`` (canonical kline schema, one file
-per UTC day). Re-importing merges with what is staged (later import wins on the same minute) and writes
-atomically, so an import can be repeated or interrupted without leaving duplicates or half files. An
-import is validated whole before anything is written (one bad file refuses the batch).
+per UTC day). It stays files on purpose: it is an inbox, not a dataset (``raw_klines_1m`` folds it into the
+Delta table when it materializes those days), and importing needs no JVM. Re-importing merges with what is
+staged (later import wins on the same minute) and moves files into place, so an import can be repeated or
+interrupted without leaving duplicates or half files. An import is validated whole before anything is
+written (one bad file refuses the batch). Invalid rows go to the lake's ``quarantine`` table (kind
+``import``), one delta-rs commit per import.
 """
 
 from __future__ import annotations
@@ -19,11 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from crypto_lambda import lake, readers
+from crypto_lambda import readers
 from crypto_lambda.config import Settings, validate_symbol
-from crypto_lambda.schema import Validated, merge_klines
+from crypto_lambda.lake import quarantine
+from crypto_lambda.lake import read as lake_read
+from crypto_lambda.lake.tables import QUARANTINE, table_path
+from crypto_lambda.schema import KLINE_SCHEMA, Validated, merge_klines, to_table
 from crypto_lambda.timeutil import DAY_MS
 
 log = logging.getLogger(__name__)
@@ -48,7 +55,8 @@ class ImportSummary:
     duplicates: int = 0
     rows_outside_window: int = 0
     symbols: dict[str, SymbolDays] = field(default_factory=dict)
-    quarantine_files: list[Path] = field(default_factory=list)
+    quarantine_table: Path | None = None
+    quarantine_version: int | None = None  # the quarantine table's version this import wrote, if any
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -60,7 +68,8 @@ class ImportSummary:
             "rows_outside_window": self.rows_outside_window,
             "symbols": {s: {"first": d.first.isoformat(), "last": d.last.isoformat(), "days": d.days}
                         for s, d in sorted(self.symbols.items())},
-            "quarantine_files": [str(p) for p in self.quarantine_files],
+            "quarantine_table": str(self.quarantine_table) if self.quarantine_table else None,
+            "quarantine_version": self.quarantine_version,
             "quarantine_reasons": dict(sorted(self.quarantine_reasons.items())),
         }
 
@@ -71,13 +80,20 @@ def staged_path(settings: Settings, symbol: str, day: dt.date) -> Path:
 
 def staged_days(settings: Settings, symbol: str) -> list[dt.date]:
     """Days with a staged file for ``symbol``, sorted."""
-    return lake.partition_days(settings.imports.parent, settings.imports.name, symbol)
+    folder = settings.imports / validate_symbol(symbol)
+    days = []
+    for entry in folder.glob("*.parquet") if folder.is_dir() else []:
+        try:
+            days.append(dt.date.fromisoformat(entry.stem))
+        except ValueError:
+            continue
+    return sorted(days)
 
 
 def read_staged(settings: Settings, symbol: str, day: dt.date) -> pd.DataFrame | None:
     """The staged rows of one day, or None when nothing was imported for it."""
     path = staged_path(settings, symbol, day)
-    return lake.read_klines(path) if path.is_file() else None
+    return pq.read_table(path, schema=KLINE_SCHEMA).to_pandas() if path.is_file() else None
 
 
 def expand_paths(paths: Iterable[Path | str]) -> list[Path]:
@@ -157,7 +173,9 @@ def _stage_all(parts: dict[tuple[str, int], list[pd.DataFrame]], settings: Setti
             day = EPOCH + dt.timedelta(days=int(day_number))
             target = staged_path(settings, symbol, day)
             tmp = pending / symbol / target.name
-            lake.write_klines(merge_klines(read_staged(settings, symbol, day), *frames), tmp)
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(to_table(merge_klines(read_staged(settings, symbol, day), *frames)), tmp,
+                           compression="zstd")
             moves.append((tmp, target))
             bar.update(1)
         for tmp, target in moves:
@@ -202,10 +220,10 @@ def import_paths(paths: Iterable[Path | str], settings: Settings, *, symbol: str
         log.debug("validated %s: %d good, %d quarantined", path, len(result.good), len(bad))
     with tqdm(total=len(parts), desc="staging days", unit="day", disable=not show) as bar:
         _stage_all(parts, settings, bar)
-    for bad in bad_parts:
-        quarantined = lake.write_quarantine(settings.quarantine, "import", bad)
-        if quarantined is not None:
-            summary.quarantine_files.append(quarantined)
+    bad_rows = [b for b in bad_parts if len(b)]
+    if bad_rows and quarantine.append(settings.lake, "import", pd.concat(bad_rows, ignore_index=True)):
+        summary.quarantine_table = table_path(settings.lake, QUARANTINE)
+        summary.quarantine_version = lake_read.version(settings.lake, QUARANTINE)
     days_by_symbol: dict[str, list[dt.date]] = {}
     for sym, day_number in parts:
         days_by_symbol.setdefault(sym, []).append(EPOCH + dt.timedelta(days=day_number))

@@ -18,18 +18,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from crypto_lambda import lake as lk
 from crypto_lambda.config import MIN_DAY_COMPLETENESS
+from crypto_lambda.lake import read as lake_read
+from crypto_lambda.lake.tables import REALIZED_VOL
 from crypto_lambda.schema import REALIZED_VOL_SCHEMA
 from crypto_lambda.timeutil import MINUTES_PER_DAY
 
 MINUTES = "minutes"  # source: realized variance of a (>= 99 %) complete day of minutes
 RANGE = "range_gk"  # source: Garman-Klass from the daily bar
-VOL_DATASET = "realized_vol_daily"  # lake dataset and asset name
-HISTORY_FILE = "history"  # lake/realized_vol_daily/<SYMBOL>/history.parquet: range rows before the minutes
+VOL_DATASET = REALIZED_VOL  # lake table and asset name; range-only rows before the minutes are its rows with
+# date < CRYPTO_LAMBDA_MINUTE_START (minutes_used 0, rv null), rewritten by every run from daily_history_1d
 COLUMNS = REALIZED_VOL_SCHEMA.names
 GK_CO = 2 * math.log(2) - 1
 
@@ -123,9 +122,6 @@ def sample_minutes(symbol: str, folder: Path | None = None) -> pd.DataFrame:
 
 
 def read_realized(lake: Path, symbol: str) -> pd.DataFrame | None:
-    """Every row of ``realized_vol_daily`` for a symbol (day files and the range history), or None."""
-    folder = lk.symbol_file(lake, VOL_DATASET, symbol, HISTORY_FILE).parent
-    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-    if not files:
-        return None
-    return pa.concat_tables([pq.read_table(f, schema=REALIZED_VOL_SCHEMA) for f in files]).to_pandas()
+    """Every row of ``realized_vol_daily`` for a symbol (minute days and the range history, by date), or None."""
+    rows = lake_read.read(lake, VOL_DATASET, [symbol])
+    return rows if len(rows) else None

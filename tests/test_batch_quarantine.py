@@ -1,14 +1,15 @@
-"""Malformed klines from the exchange are quarantined with a reason and counted in the asset's metadata,
-while their good neighbours land in the partition."""
+"""Malformed klines from the exchange are quarantined (the Delta table ``quarantine``, kind ``rest``) with a
+reason and counted in the asset's metadata, while their good neighbours land in the partition."""
 
 from __future__ import annotations
 
 import dagster as dg
-import pyarrow.parquet as pq
 import pytest
 
-from crypto_lambda import lake as lk
 from crypto_lambda.config import load_settings
+from crypto_lambda.lake import quarantine
+from crypto_lambda.lake import read as lr
+from crypto_lambda.lake import tables as lt
 from crypto_lambda.timeutil import day_bounds_ms, yesterday_utc
 from tests.conftest import temp_instance
 
@@ -45,14 +46,15 @@ def test_corrupt_rows_are_quarantined_and_counted(corrupt_stack):
     event = instance.get_latest_materialization_event(dg.AssetKey("raw_klines_1m"))
     assert event.asset_materialization.metadata["quarantined_rows"].value == expected_bad
 
-    bad = lk.read_quarantine(settings.quarantine, "rest")
-    assert len(bad) == expected_bad
+    bad = quarantine.read(settings.lake, "rest")
+    assert len(bad) == expected_bad and not settings.quarantine.exists()  # no side files any more
+    assert set(bad["symbol"]) == {"BTCUSDT"} and bad["quarantined_at"].notna().all()
     assert set(bad["reason"]) == {"ohlc_violation"}
     assert (bad["open_time_ms"] // 60_000 % EVERY == 0).all()
 
-    raw = pq.read_table(lk.partition_path(settings.lake, lk.RAW_KLINES, "BTCUSDT", day)).to_pandas()
-    assert len(raw) == 1440 - expected_bad
-    assert raw["open_time"].dt.date.eq(day).all()
+    raw = lr.read(settings.lake, lt.RAW_KLINES, ["BTCUSDT"], start=day, end=day)
+    assert len(raw) == 1440 - expected_bad == len(lr.read(settings.lake, lt.RAW_KLINES))
+    assert raw["open_time"].dt.date.eq(day).all() and raw["date"].eq(day).all()
     # fewer than 99 % of minutes survived? then no_gaps must say so; otherwise it passes
     complete = len(raw) >= 0.99 * 1440
     assert outcome.checks["daily_filled:no_gaps"] is complete

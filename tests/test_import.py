@@ -9,10 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from crypto_lambda import lake
 from crypto_lambda.cli import main
 from crypto_lambda.config import load_settings
 from crypto_lambda.imports import import_paths, read_staged, staged_days
+from crypto_lambda.lake import quarantine
+from crypto_lambda.lake import read as lake_read
 from tests.test_readers import BTC_FEATHER, DAY, dump_lines, real_rows, write_checksum, write_lines
 
 FIRST, LAST = dt.date(2025, 5, 20), dt.date(2025, 8, 18)
@@ -26,7 +27,7 @@ def test_sample_feather_stages_91_days_and_reimport_is_idempotent(lambda_home: P
     settings = load_settings()
     summary = import_paths([BTC_FEATHER], settings, progress=False)
     assert summary.rows_good == 130_708 and summary.rows_quarantined == 0 and summary.duplicates == 0
-    assert summary.quarantine_files == []
+    assert summary.quarantine_version is None and not lake_read.exists(settings.lake, "quarantine")
     days = staged_days(settings, "BTCUSDT")
     assert len(days) == 91 and days[0] == FIRST and days[-1] == LAST
     assert len(list((settings.imports / "BTCUSDT").glob("*.parquet"))) == 91
@@ -71,8 +72,11 @@ def test_bad_rows_are_quarantined_and_counted(lambda_home: Path, tmp_path: Path)
     assert windowed.rows_quarantined == 3 and windowed.rows_good == 1437
     full = import_paths([path], settings, progress=False)
     assert full.rows_quarantined == 4 and full.rows_good == 2 * 1440 - 4
-    quarantined = lake.read_quarantine(settings.quarantine, "import")
-    assert len(quarantined) == 7 and len(windowed.quarantine_files) == len(full.quarantine_files) == 1
+    quarantined = quarantine.read(settings.lake, "import")
+    # one commit per import, in the Delta table (not a file per batch); no JVM involved
+    assert len(quarantined) == 7 and (windowed.quarantine_version, full.quarantine_version) == (0, 1)
+    assert len(quarantine.read(settings.lake, "rest")) == 0 and set(quarantined["kind"]) == {"import"}
+    assert not settings.quarantine.exists()
     assert sorted(quarantined["reason"].unique()) == ["negative_volume", "ohlc_violation"]
     assert set(quarantined["source_file"]) == {str(path)} and set(quarantined["symbol"]) == {"ETHUSDT"}
     assert staged_days(settings, "ETHUSDT") == [DAY, DAY + dt.timedelta(days=1)]

@@ -1,6 +1,7 @@
 """``realized_vol_daily`` through a real Dagster instance and Spark: raw minute partitions written from the shipped
 real Binance minutes, the 1d history from the shipped daily bars; one run over a date x symbol range must equal
-the pandas path day for day, write the range history for the older days, and its check must compare the two."""
+the pandas path day for day, write the range history for the older days (rows of the same Delta table, before the
+first minute day) in the same commit, and its check must compare the two."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
-from crypto_lambda import lake as lk
 from crypto_lambda.forecast.pipeline import sample_daily
+from crypto_lambda.lake import read as lr
+from crypto_lambda.lake import tables as lt
+from crypto_lambda.lake import write as lw
 from crypto_lambda.schema import DAILY_SCHEMA, KLINE_SCHEMA
 from crypto_lambda.volatility import (
-    HISTORY_FILE,
     MINUTES,
     RANGE,
     VOL_DATASET,
@@ -30,7 +31,7 @@ START = dt.date(2025, 4, 1)  # 61 older days come from the 1d history only
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 
 
-def write_inputs(settings) -> dict[str, pd.DataFrame]:
+def write_inputs(spark, settings) -> dict[str, pd.DataFrame]:
     """Raw minute partitions and daily_history_1d as the batch layer writes them; returns the minutes used."""
     used = {}
     for symbol in SYMBOLS:
@@ -39,15 +40,17 @@ def write_inputs(settings) -> dict[str, pd.DataFrame]:
         used[symbol] = minutes
         raw = minutes.assign(volume=1.0, quote_volume=None, trades=None, taker_buy_base=None, taker_buy_quote=None,
                              source="import")
-        for day, part in raw.groupby(raw["open_time"].dt.date):
-            lk.write_klines(part[list(KLINE_SCHEMA.names)], lk.partition_path(settings.lake, lk.RAW_KLINES, symbol,
-                                                                              day))
+        raw = raw[list(KLINE_SCHEMA.names)].assign(date=raw["open_time"].dt.date)
+        lw.replace(spark, settings.lake, lt.RAW_KLINES, raw, symbols=[symbol], start=FIRST, end=LAST)
         daily = sample_daily(symbol)
         daily = daily[(daily["date"] >= START) & (daily["date"] < FIRST)].assign(
             quote_volume=None, trades=None, minutes_present=None, source="exchange_1d")
-        lk.write_frame(daily[list(DAILY_SCHEMA.names)], lk.symbol_path(settings.lake, lk.DAILY_HISTORY, symbol),
-                       schema=DAILY_SCHEMA)
+        lw.replace(spark, settings.lake, lt.DAILY_HISTORY, daily[list(DAILY_SCHEMA.names)], symbols=[symbol])
     return used
+
+
+def minute_days(settings, symbol: str) -> list[dt.date]:
+    return [d for d in lr.days(settings.lake, VOL_DATASET, symbol) if d >= FIRST]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +68,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, spark):
         mp.setenv("CRYPTO_LAMBDA_START", START.isoformat())
         mp.setenv("CRYPTO_LAMBDA_MINUTE_START", FIRST.isoformat())
         settings = load_settings()
-        minutes = write_inputs(settings)
+        minutes = write_inputs(spark, settings)
         defs = build_defs(settings)
         instance = temp_instance(home / "dagster")
         job = defs.resolve_job_def(VOLATILITY_JOB)
@@ -76,10 +79,14 @@ def run(tmp_path_factory: pytest.TempPathFactory, spark):
 def test_one_run_writes_every_day_equal_to_the_pandas_rule(run):
     settings, result = run["settings"], run["result"]
     assert result.success
-    assert len(result.asset_materializations_for_node(VOL_DATASET)) == 2 * 8
+    materializations = result.asset_materializations_for_node(VOL_DATASET)
+    assert len(materializations) == 2 * 8
+    # days and history in ONE commit, whose version and file count the metadata records
+    assert [e["operation"] for e in lr.history(settings.lake, VOL_DATASET)] == ["WRITE", "CREATE TABLE"]
+    assert materializations[0].metadata[f"{VOL_DATASET}_version"].value == lr.version(settings.lake, VOL_DATASET)
+    assert materializations[0].metadata[f"{VOL_DATASET}_files"].value == lr.file_count(settings.lake, VOL_DATASET)
     for symbol in SYMBOLS:
-        assert lk.partition_days(settings.lake, VOL_DATASET, symbol) == [FIRST + dt.timedelta(days=i)
-                                                                         for i in range(8)]
+        assert minute_days(settings, symbol) == [FIRST + dt.timedelta(days=i) for i in range(8)]
         spark_rows = read_realized(settings.lake, symbol)
         days = spark_rows[spark_rows["source"] == MINUTES].sort_values("date").reset_index(drop=True)
         expected = realized_by_day(run["minutes"][symbol]).reset_index(drop=True)
@@ -91,9 +98,10 @@ def test_one_run_writes_every_day_equal_to_the_pandas_rule(run):
 def test_older_days_are_range_based_and_flagged(run):
     settings = run["settings"]
     for symbol in SYMBOLS:
-        path = lk.symbol_file(settings.lake, VOL_DATASET, symbol, HISTORY_FILE)
-        history = pq.read_table(path).to_pandas()
+        rows = read_realized(settings.lake, symbol)
+        history = rows[rows["date"] < FIRST]
         assert len(history) == (FIRST - START).days and set(history["source"]) == {RANGE}
+        assert (history["minutes_used"] == 0).all()
         assert history["date"].max() < FIRST and history["rv"].isna().all() and (history["range_var"] > 0).all()
         assert (history["variance"] == history["range_var"]).all()
 
@@ -109,20 +117,23 @@ def test_agreement_check_reports_correlation_and_ratio(run):
     assert check.passed == (check.metadata["drifted"].value == [])
 
 
-def test_a_day_without_minutes_loses_its_stale_row_and_the_check_flags_drift(run):
+def test_a_day_without_minutes_loses_its_stale_row_and_the_check_flags_drift(run, spark):
     from crypto_assets.checks.volatility import rv_range_report
     from crypto_assets.partitions import range_tags
 
     settings = run["settings"]
-    lk.partition_path(settings.lake, lk.RAW_KLINES, "ETHUSDT", LAST).unlink()
+    spark.sql(f"DELETE FROM delta.`{lt.table_path(settings.lake, lt.RAW_KLINES)}` "
+              f"WHERE {lt.rectangle(['ETHUSDT'], LAST, LAST)}")
+    history_before = read_realized(settings.lake, "ETHUSDT").query("date < @FIRST").reset_index(drop=True)
     again = run["job"].execute_in_process(instance=run["instance"], tags=range_tags(LAST, LAST, ["ETHUSDT"]))
     assert again.success
-    assert LAST not in lk.partition_days(settings.lake, VOL_DATASET, "ETHUSDT")
+    assert minute_days(settings, "ETHUSDT") == [FIRST + dt.timedelta(days=i) for i in range(7)]
+    rows = read_realized(settings.lake, "ETHUSDT")  # the history was rewritten, once, unchanged
+    pd.testing.assert_frame_equal(rows[rows["date"] < FIRST].reset_index(drop=True), history_before)
+    assert len(read_realized(settings.lake, "BTCUSDT")) == (LAST - START).days + 1  # other symbol untouched
     # a realized variance 3x the range estimate on every day is a drift the check must report
-    for day in lk.partition_days(settings.lake, VOL_DATASET, "BTCUSDT"):
-        path = lk.partition_path(settings.lake, VOL_DATASET, "BTCUSDT", day)
-        frame = pq.read_table(path).to_pandas()
-        frame["rv"] = 3 * frame["range_var"]
-        frame.to_parquet(path)
+    frame = lr.read(settings.lake, VOL_DATASET, ["BTCUSDT"], start=FIRST, end=LAST)
+    frame["rv"] = 3 * frame["range_var"]
+    lw.replace(spark, settings.lake, VOL_DATASET, frame, symbols=["BTCUSDT"], start=FIRST, end=LAST)
     passed, meta = rv_range_report(settings)
     assert not passed and meta["drifted"].value == ["BTCUSDT"]

@@ -7,23 +7,27 @@ import datetime as dt
 from pathlib import Path
 
 import dagster as dg
-import pyarrow as pa
+import pandas as pd
 
-from crypto_lambda import lake as lk
-from crypto_lambda.schema import DAILY_SCHEMA
+from crypto_lambda.lake import tables as lt
+from crypto_lambda.lake import write as lw
 from crypto_lambda.timeutil import today_utc, yesterday_utc
 
 
-def _write_day(lake: Path, symbol: str, day: dt.date, minutes: int) -> None:
-    """What the batch layer leaves for a materialized day: a raw partition and its daily bar."""
-    lk.atomic_write_table(pa.table({"placeholder": [1]}), lk.partition_path(lake, lk.RAW_KLINES, symbol, day))
-    bar = {"symbol": symbol, "date": day, "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0,
-           "minutes_present": minutes}
-    table = pa.Table.from_pylist([{f.name: bar.get(f.name) for f in DAILY_SCHEMA}], schema=DAILY_SCHEMA)
-    lk.atomic_write_table(table, lk.partition_path(lake, lk.DAILY_OHLCV, symbol, day))
+def _write_days(spark, lake: Path, symbol: str, minutes_by_day: dict[dt.date, int]) -> None:
+    """What the batch layer leaves for materialized days: a minute in raw_klines_1m and a daily bar each."""
+    days = sorted(minutes_by_day)
+    raw = pd.DataFrame({"symbol": symbol, "open_time": pd.to_datetime(days, utc=True).as_unit("ms"), "open": 1.0,
+                        "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0, "quote_volume": None, "trades": None,
+                        "taker_buy_base": None, "taker_buy_quote": None, "source": "rest", "date": days})
+    bars = pd.DataFrame({"symbol": symbol, "date": days, "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0,
+                         "volume": 1.0, "quote_volume": None, "trades": None, "source": "minutes",
+                         "minutes_present": [minutes_by_day[d] for d in days]})
+    lw.replace(spark, lake, lt.RAW_KLINES, raw, symbols=[symbol], start=days[0], end=days[-1])
+    lw.replace(spark, lake, lt.DAILY_OHLCV, bars, symbols=[symbol], start=days[0], end=days[-1])
 
 
-def test_downtime_and_incomplete_days_are_requested_once_as_one_range(lambda_home, monkeypatch) -> None:
+def test_downtime_and_incomplete_days_are_requested_once_as_one_range(lambda_home, monkeypatch, spark) -> None:
     from crypto_assets.definitions import build_defs
     from crypto_assets.partitions import range_tags
     from crypto_assets.sensors import repair_targets
@@ -34,9 +38,8 @@ def test_downtime_and_incomplete_days_are_requested_once_as_one_range(lambda_hom
     monkeypatch.setenv("CRYPTO_LAMBDA_SYMBOLS", "BTCUSDT,ETHUSDT")
     monkeypatch.setenv("CRYPTO_LAMBDA_MINUTE_START", day[9].isoformat())
     settings = load_settings()
-    for n in (9, 8, 7):
-        _write_day(settings.lake, "BTCUSDT", day[n], 1440)
-    _write_day(settings.lake, "BTCUSDT", day[4], 100)  # a day the stack saw only part of
+    _write_days(spark, settings.lake, "BTCUSDT", {**{day[n]: 1440 for n in (9, 8, 7)},
+                                                 day[4]: 100})  # a day the stack saw only part of
 
     targets = repair_targets(settings)
     missing = f"missing:{today_utc()}"

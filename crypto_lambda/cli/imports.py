@@ -20,7 +20,7 @@ Accepted files (the format is detected from the name and content):
   REST JSON       *.json array of 12-field /api/v3/klines rows
 
 A directory imports every supported file inside it (sorted, not recursive). Invalid rows are quarantined
-under <home>/quarantine/import/ with a reason; re-importing a day merges with what is staged."""
+in the lake's quarantine table (kind "import") with a reason; re-importing a day merges with what is staged."""
 
 EPILOG = """\
 examples:
@@ -66,6 +66,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {sym}: {days.days} day(s) staged, {days.first} .. {days.last}")
     if not summary.symbols:
         print("  nothing staged")
-    for path in summary.quarantine_files:
-        print(f"  quarantine: {path}")
+    if summary.quarantine_version is not None:
+        print(f"  quarantine: {summary.quarantine_table} (kind import, version {summary.quarantine_version})")
     return 0

@@ -133,14 +133,17 @@ def _commit(lake: Path, name: str, token: str) -> Commit:
 
 
 def replace(spark, lake: Path, name: str, frame, *, symbols=None, start: dt.date | None = None,
-            end: dt.date | None = None, run_id: str | None = None, extra: dict | None = None) -> Commit:
+            end: dt.date | None = None, run_id: str | None = None, extra: dict | None = None,
+            where: str | None = None) -> Commit:
     """Replace the rows of ``symbols`` x [start, end] in table ``name`` by ``frame``, in one commit.
 
     ``frame`` may be empty: the rectangle is then cleared (a day whose data vanished loses its stale bar).
+    ``where``: an explicit predicate instead of the rectangle, for a run that also owns rows outside its
+    partitions in the same commit (realized_vol_daily's range rows before the minutes).
     """
     spec = table(name)
     path = ensure_table(spark, lake, name)
-    where = rectangle(symbols, start, end)
+    where = where or rectangle(symbols, start, end)
     token = uuid.uuid4().hex
 
     def write():
