@@ -383,7 +383,11 @@ def migrate(home: Path, spark=None, *, remove_old: bool = False) -> list[Migrate
         spark = get_spark()
     staging = home / STAGING
     staging.mkdir(parents=True, exist_ok=True)
-    done = [_stage(spark, staging, ds) for ds in datasets]
+    try:
+        done = [_stage(spark, staging, ds) for ds in datasets]
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # nothing staged is trusted; the old files never moved
+        raise
     backup.mkdir(parents=True, exist_ok=True)
     (backup / "MIGRATED.json").write_text(json.dumps([asdict(m) for m in done], indent=2) + "\n")
     _swap_in(home, backup, datasets)
