@@ -216,3 +216,25 @@ def test_checksums_name_the_day_that_differs() -> None:
     with pytest.raises(migrate.MigrationError, match="old 1440 rows, table 1439 rows"):
         migrate.compare("raw_klines_1m", migrate.checksums(old, columns),
                         migrate.checksums(old.slice(1), columns))
+
+
+def test_cli_gate_and_dry_run(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Every command but `lake` refuses an old-layout home, naming the fix; forecast outputs or quarantine
+    files alone (writers that may still produce files) do not lock a home out; --dry-run lists, moves nothing."""
+    from crypto_lambda.cli import main
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("CRYPTO_LAMBDA_HOME", str(home))
+    _write(pa.table({"model": ["naive"]}), home / "lake" / "forecast_metrics" / "BTCUSDT.parquet")
+    _write(pa.table({"reason": ["x"]}), home / "quarantine" / "import" / "a.parquet")
+    migrate.check_migrated(home)
+    assert migrate.old_layout_datasets(home) == ["forecast_metrics", "quarantine"]
+
+    build_old_home(home, full=False)
+    before = _tree(home / "lake")
+    assert main(["query", "SELECT 1"]) == 1
+    assert "run `crypto-lambda lake migrate` once" in capsys.readouterr().err
+    assert main(["lake", "migrate", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "raw_klines_1m: 6 old files" in out and "quarantine: 1 old files" in out
+    assert _tree(home / "lake") == before and (home / "quarantine" / "import" / "a.parquet").exists()
