@@ -265,7 +265,20 @@ def _canonical(table: pa.Table, columns: list[str]) -> pd.DataFrame:
         elif pa.types.is_large_binary(col.type) or pa.types.is_binary_view(col.type):
             col = pc.cast(col, pa.binary())
         cols[name] = col
-    return pa.table(cols).to_pandas()
+    # nullable dtypes for ints and bools whether or not a chunk has nulls: a file and a batch of the table
+    # holding the same rows must hash the same (plain to_pandas turns an int column with a null into floats)
+    return pa.table(cols).to_pandas(types_mapper=_NULLABLE.get)
+
+
+_NULLABLE = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype(), pa.bool_(): pd.BooleanDtype()}
+
+
+def merge_sums(total: dict, part: dict) -> dict:
+    """Add one file's (or batch's) checksums into ``total`` (row hashes sum mod 2**64)."""
+    for key, (rows, digest) in part.items():
+        had = total.get(key, (0, 0))
+        total[key] = (had[0] + rows, (had[1] + digest) % (1 << 64))
+    return total
 
 
 def checksums(table: pa.Table, columns: list[str]) -> dict[tuple[str, str], tuple[int, int]]:
@@ -318,33 +331,61 @@ def _write_staged(spark, staging: Path, name: str, table: pa.Table) -> int | Non
     return DeltaTable(str(staging / name)).version()
 
 
-def _read_staged(staging: Path, name: str) -> pa.Table:
-    from crypto_lambda.lake import read
-
-    spec = TABLES.get(name)
-    if spec is not None and spec.schema is not None:
-        return read.read_arrow(staging, name)
-    if not is_table(staging / name):
-        return pa.table({})
+def _staged_sums(staging: Path, name: str, columns: list[str]) -> dict:
+    """Checksums of the staged table, batch by batch (a minute table of 14 years does not fit in memory)."""
     from deltalake import DeltaTable
 
-    return DeltaTable(str(staging / name)).to_pyarrow_table()
+    path = staging / name
+    if not is_table(path):
+        return {}
+    total: dict = {}
+    for batch in DeltaTable(str(path)).to_pyarrow_dataset().to_batches(columns=columns):
+        merge_sums(total, checksums(pa.Table.from_batches([batch]), columns))
+    return total
+
+
+def _streamed(spark, staging: Path, ds: OldDataset) -> tuple[int, dict, int | None]:
+    """A minute table (millions of rows): checksums file by file in Python (which also checks each file's
+    rows against its day), the write by Spark reading the old files itself, in one commit."""
+    from pyspark.sql import functions as F
+
+    from crypto_lambda.lake import write
+    from crypto_lambda.lake.tables import spark_type
+
+    spec = TABLES[ds.name]
+    rows, sums = 0, {}
+    for path, ctx in ds.files:
+        part = read_old_file(ds.name, path, ctx)
+        rows += part.num_rows
+        merge_sums(sums, checksums(part, spec.schema.names))
+    ddl = ", ".join(f"`{f.name}` {spark_type(f.type)}" for f in spec.schema if f.name != "date")
+    frame = spark.read.schema(ddl).parquet(*[str(p) for p, _ in ds.files])
+    commit = write.replace(spark, staging, ds.name, frame.withColumn("date", F.to_date("open_time")),
+                           extra={"migrated_from": "file-per-day"})
+    return rows, sums, commit.version
 
 
 def _stage(spark, staging: Path, ds: OldDataset) -> Migrated:
-    old = read_old(ds)
-    columns = old.column_names
     target = staging / ds.name
     if target.exists():  # a previous attempt that never finished verifying: never trusted, rebuilt
         shutil.rmtree(target)
-    version = _write_staged(spark, staging, ds.name, old)
-    new = _read_staged(staging, ds.name)
-    if old.num_rows and set(columns) - set(new.column_names):
-        raise MigrationError(f"{ds.name}: the new table lacks column(s) {sorted(set(columns) - set(new.column_names))}"
-                             "; nothing was moved")
-    sums = checksums(old, columns)
-    compare(ds.name, sums, checksums(new, columns) if old.num_rows else {})
-    result = Migrated(ds.name, len(ds.files), old.num_rows, len(sums), version, ds.name in TABLES)
+    spec = TABLES.get(ds.name)
+    if spec is not None and spec.by_month and all("date" in ctx for _, ctx in ds.files):
+        columns = list(spec.schema.names)
+        rows, sums, version = _streamed(spark, staging, ds)
+    else:
+        old = read_old(ds)
+        columns, rows = old.column_names, old.num_rows
+        version = _write_staged(spark, staging, ds.name, old)
+        sums = checksums(old, columns)
+    if rows and (target / "_delta_log").is_dir():
+        from deltalake import DeltaTable
+
+        lacking = set(columns) - set(DeltaTable(str(target)).schema().to_arrow().names)
+        if lacking:
+            raise MigrationError(f"{ds.name}: the new table lacks column(s) {sorted(lacking)}; nothing was moved")
+    compare(ds.name, sums, _staged_sums(staging, ds.name, columns) if rows else {})
+    result = Migrated(ds.name, len(ds.files), rows, len(sums), version, ds.name in TABLES)
     if target.exists():
         (target / VERIFIED).write_text(json.dumps(asdict(result)) + "\n")
     return result
