@@ -4,7 +4,10 @@ Why: the shipped recording has 90 days of minutes, so the exchange serves a 365-
 input (real 1-minute days, resampled), shifted to end yesterday. The exchange runs in this process; the
 backfill runs in a fresh child process through ``crypto_assets.backfill.run_backfill`` (what the CLI does):
 one minutes run for all 730 partitions, one series run. Baseline: the raw fetch alone (same client, same
-30-day chunks, no Dagster, no writes, no Spark) in another fresh process.
+30-day chunks, no Dagster, no writes, no Spark) in another fresh process. The recording is read from the
+bootstrapped Delta table (bench/common.py ``ensure_delta_input``) with delta-rs; after the backfill, the files
+of every Delta table of the backfill's home are reported (one commit per table per run should leave few).
+Needs the Delta batch assets (issue #13 section 2): with the old file-per-day assets the figure is the old one.
 
     .venv/bin/python bench/bench_backfill.py [--days 365]
 """
@@ -23,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
@@ -44,14 +46,17 @@ def backfill_home() -> Path:
 
 def load_recording(days: int) -> tuple[Recording, dt.date, dt.date]:
     """The last ``days`` bootstrapped days per symbol as the exchange's 1m recording, ending yesterday (UTC)."""
-    lake = common.ensure_input()
+    from crypto_lambda.lake import read
+
+    lake = common.ensure_delta_input()
     last = yesterday_utc()
     first = last - dt.timedelta(days=days - 1)
     minutes = {}
     for symbol in SYMBOLS:
-        files = common.raw_files(lake, [symbol])[-days:]
-        table = pa.concat_tables(pq.read_table(f) for f in files)
-        shift = (last - dt.date.fromisoformat(Path(files[-1]).stem)).days * DAY_MS
+        source_last = max(read.days(lake, "raw_klines_1m", symbol))
+        table = read.read_arrow(lake, "raw_klines_1m", [symbol], source_last - dt.timedelta(days=days - 1),
+                                source_last).sort_by("open_time")
+        shift = (last - source_last).days * DAY_MS
         open_ms = table["open_time"].cast(pa.int64()).to_numpy() + shift
         cols = {k: table[k].to_numpy(zero_copy_only=False).astype("float64") for k in FIELDS}
         minutes[symbol] = Bars(open_ms.astype(np.int64), cols)
@@ -150,6 +155,8 @@ def measure(days: int) -> tuple[list[Figure], dict]:
         log(f"  {fetch}")
     (home / "bench_env.json").write_text(json.dumps({"first": first.isoformat(), "last": last.isoformat(),
                                                      "days": days}) + "\n")
+    files = common.table_files(home / "lake")
+    log(f"  files per table after the backfill: {files}")
     partitions = outcome["partitions"]
     pages = len(SYMBOLS) * sum(math.ceil(min(FETCH_CHUNK_DAYS, days - i) * MINUTES_PER_DAY / 1000)
                                for i in range(0, days, FETCH_CHUNK_DAYS))
@@ -170,9 +177,12 @@ def measure(days: int) -> tuple[list[Figure], dict]:
                f"requests, {fetch_wall:.1f}s with process start"),
         Figure("asset checks passed", sum(outcome["checks"].values()), "checks", len(outcome["checks"]),
                f"all {len(outcome['checks'])}", all(outcome["checks"].values())),
+        *(Figure(f"files in {name}", size["files"], "files", note=f"{(size['bytes'] or 0) / 1e6:.1f} MB")
+          for name, size in files.items()),
     ]
     return figures, {"first": first, "last": last, "wall": wall, "child": result, "fetch": fetch,
-                     "requests": requests, "loadavg_end": os.getloadavg()}
+                     "requests": requests, "table_files": files,
+                     "loadavg_end": os.getloadavg()}
 
 
 def main(argv: list[str] | None = None) -> int:

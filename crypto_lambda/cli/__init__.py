@@ -9,7 +9,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from crypto_lambda.cli import batch, demo, exchange, imports, query, stream, up, web
+from crypto_lambda.cli import batch, demo, exchange, imports, lake, query, stream, up, web
 from crypto_lambda.errors import report
 
 
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, imports, batch, exchange, query, stream, web, up):
+    for module in (demo, imports, batch, exchange, query, stream, web, up, lake):
         module.register(sub)
     return parser
 
@@ -54,6 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Dagster flags the beta APIs we chose deliberately (backfill policies, partition mappings) on every load.
     warnings.filterwarnings("ignore", message=r".*is currently in beta")
     try:
+        if args.command != "lake":  # an old-layout home is converted once, explicitly (crypto_lambda.lake.migrate)
+            from crypto_lambda.config import home_dir
+            from crypto_lambda.lake.migrate import check_migrated
+
+            check_migrated(home_dir())
         return int(args.func(args) or 0)
     except (Exception, KeyboardInterrupt) as exc:  # the one boundary: one line, an honest exit code
         return report(exc, prog=parser.prog, context=" ".join(sys.argv[1:] if argv is None else argv),
