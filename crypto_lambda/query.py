@@ -106,6 +106,9 @@ def register_views(spark: SparkSession, settings: Settings, as_of: AsOf | None =
             reader = reader.option("versionAsOf", str(version))
         reader.load(str(path)).createOrReplaceTempView(name)
         views[name] = version
+    for name in lake_tables.known_names(settings.lake):  # a long-lived session keeps earlier queries' views
+        if name not in views:
+            spark.catalog.dropTempView(name)
     return views
 
 

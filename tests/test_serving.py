@@ -105,6 +105,12 @@ def test_query_views_and_sql_errors(layered, spark, capsys):
                  "--format", "json"]) == 0
     rows = {r["source"]: r["n"] for r in json.loads(capsys.readouterr().out)}
     assert rows == {"batch": N - 3, "filled": 1, "speed": 3}  # 40 - 2 absent - 1 incomplete
+    version = lr.version(layered[0].lake, lt.SERVING_DAILY)
+    assert main(["query", "SELECT count(*) AS n FROM serving_daily", "--format", "json",
+                 "--as-of", f"serving_daily={version - 1}"]) == 0  # before the write: the empty new table
+    assert json.loads(capsys.readouterr().out) == [{"n": 0}]
+    assert main(["query", "SELECT 1 FROM serving_daily", "--as-of", "2000-01-01"]) == 2  # nothing existed then
+    assert "SQL error" in capsys.readouterr().err
     assert main(["query", "SELECT * FROM no_such_view"]) == 2
     err = capsys.readouterr().err
     assert "SQL error" in err and "serving_daily" in err
