@@ -111,6 +111,12 @@ def test_query_views_and_sql_errors(layered, spark, capsys):
     assert json.loads(capsys.readouterr().out) == [{"n": 0}]
     assert main(["query", "SELECT 1 FROM serving_daily", "--as-of", "2000-01-01"]) == 2  # nothing existed then
     assert "SQL error" in capsys.readouterr().err
+    table = layered[0].lake / lt.SERVING_DAILY
+    assert main(["query", f"DESCRIBE HISTORY delta.`{table}`", "--format", "json"]) == 0  # reads the log: allowed
+    assert {r["version"] for r in json.loads(capsys.readouterr().out)} == set(range(version + 1))
+    for writes in (f"OPTIMIZE delta.`{table}`", f"VACUUM delta.`{table}`"):
+        assert main(["query", writes]) == 2, writes
+        assert "query refused" in capsys.readouterr().err
     assert main(["query", "SELECT * FROM no_such_view"]) == 2
     err = capsys.readouterr().err
     assert "SQL error" in err and "serving_daily" in err
