@@ -8,7 +8,7 @@ import json
 
 def _rows_written(metrics: dict) -> int | None:
     """Rows a commit added that were not there before (a replaceWhere copies untouched rows: not counted)."""
-    for key in ("numOutputRows", "numAddedRows", "numTargetRowsInserted"):
+    for key in ("numOutputRows", "numAddedRows", "numTargetRowsInserted", "num_added_rows"):  # Spark, delta-rs
         if key in metrics:
             return int(metrics[key] or 0) - int(metrics.get("numCopiedRows", 0) or 0)
     return None
@@ -16,6 +16,10 @@ def _rows_written(metrics: dict) -> int | None:
 
 def _int(value) -> int | None:
     return None if value is None else int(value)  # Delta keeps operation metrics as strings
+
+
+def _first(metrics: dict, *keys: str):
+    return next((metrics[k] for k in keys if k in metrics), None)
 
 
 def history_rows(lake, name: str, limit: int | None) -> list[dict]:
@@ -27,8 +31,8 @@ def history_rows(lake, name: str, limit: int | None) -> list[dict]:
         rows.append({"version": entry["version"], "time": entry["timestamp"].isoformat(timespec="seconds"),
                      "operation": entry["operation"], "run_id": entry["user_metadata"].get("run_id"),
                      "rows_written": _rows_written(metrics),
-                     "files_added": _int(metrics.get("numFiles", metrics.get("numAddedFiles"))),
-                     "files_removed": _int(metrics.get("numRemovedFiles"))})
+                     "files_added": _int(_first(metrics, "numFiles", "numAddedFiles", "num_added_files")),
+                     "files_removed": _int(_first(metrics, "numRemovedFiles", "num_removed_files"))})
     return rows
 
 
@@ -36,8 +40,8 @@ def format_rows(rows: list[dict]) -> str:
     head = ("version", "time", "operation", "run_id", "rows_written", "files_added", "files_removed")
     cells = [[("-" if r[h] is None else str(r[h])) for h in head] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(head)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     return "\n".join(lines)
 
 
