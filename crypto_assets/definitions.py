@@ -12,6 +12,11 @@ import dagster as dg
 from crypto_assets.assets.batch.assets import build_batch_assets
 from crypto_assets.assets.batch.volatility import build_volatility_assets
 from crypto_assets.assets.forecast.assets import build_forecast_assets, build_forecast_jobs
+from crypto_assets.assets.maintenance import (
+    build_maintenance_assets,
+    build_maintenance_jobs,
+    build_maintenance_schedules,
+)
 from crypto_assets.assets.serving.assets import build_serving_assets
 from crypto_assets.assets.speed.assets import build_speed_assets
 from crypto_assets.checks.batch import build_batch_checks
@@ -28,11 +33,11 @@ from crypto_lambda.config import Settings, load_settings
 def build_defs(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[*build_batch_assets(settings), *build_volatility_assets(settings), *build_speed_assets(settings),
-                *build_serving_assets(settings), *build_forecast_assets(settings)],
+                *build_serving_assets(settings), *build_forecast_assets(settings), *build_maintenance_assets()],
         asset_checks=[*build_batch_checks(), *build_volatility_checks(), *build_serving_checks(),
                       *build_forecast_checks()],
-        jobs=[*build_jobs(), *build_forecast_jobs()],
-        schedules=build_schedules(settings),
+        jobs=[*build_jobs(), *build_forecast_jobs(), *build_maintenance_jobs()],
+        schedules=[*build_schedules(settings), *build_maintenance_schedules()],
         sensors=build_sensors(settings),
         resources=build_resources(settings),
         executor=dg.in_process_executor,

@@ -1,8 +1,13 @@
-"""Spark SQL over the lake: every dataset is registered as a temporary view named after its asset.
+"""Spark SQL over the lake: every Delta table is registered as a temporary view named after it.
 
 Views that have no data yet are simply not registered, so a query names a missing view with Spark's own
-"table or view not found" error instead of failing at start-up. The streaming 1-minute bars are read
-through Spark's file-sink reader, which honours ``_spark_metadata`` (committed files only).
+"table or view not found" error instead of failing at start-up. Every view is one committed version of its
+table (the newest, or the one ``as_of`` names): a commit being written meanwhile is invisible.
+
+Time travel (``--as-of``): ``VERSION`` or ``TIMESTAMP`` alone applies to every view (a timestamp is the usual
+choice: versions differ per table; a table that did not exist yet then is left out), ``TABLE=VERSION`` or
+``TABLE=TIMESTAMP`` to one table (an error if that version does not exist); both may be given, the per-table
+one wins. A timestamp is resolved to the last version committed at or before it, from the log (delta-rs).
 
 Read-only by default (:func:`check_statement`): the lake is the product of the pipeline, and a SQL console
 that can ``INSERT OVERWRITE DIRECTORY`` or ``CREATE TABLE`` would empty or litter any folder. Results are cut
@@ -11,44 +16,100 @@ to ``--limit`` rows inside Spark, so a huge result cannot exhaust the JVM.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 from pyspark.sql import SparkSession
 
-from crypto_lambda import lake as lk
+import crypto_lambda.forecast.tables  # noqa: F401 - registers the forecasts' tables
 from crypto_lambda.config import Settings
+from crypto_lambda.lake import maintenance as lake_tables
 
 SPEED_BARS = "speed_klines_1m"
-# view name -> glob under the lake (per-day datasets have a symbol folder, per-symbol ones do not)
-GLOBS = {
-    lk.RAW_KLINES: "*/*.parquet",
-    lk.DAILY_OHLCV: "*/*.parquet",
-    lk.DAILY_HISTORY: "*.parquet",
-    lk.DAILY_FILLED: "*.parquet",
-    lk.SPEED_DAILY: "*/*.parquet",
-    lk.SERVING_DAILY: "*.parquet",
-    "realized_vol_daily": "*/*.parquet",  # day files and each symbol's range history
-    "forecast_metrics": "*.parquet",  # price and volatility rows, told apart by ``target``
-}
 
 
-def register_views(spark: SparkSession, settings: Settings) -> list[str]:
-    """Register every dataset that has data; returns the registered view names."""
-    names = []
-    for name, pattern in GLOBS.items():
-        folder = settings.lake / name
-        files = [str(f) for f in sorted(folder.glob(pattern))] if folder.is_dir() else []
-        if files:
-            spark.read.parquet(*files).createOrReplaceTempView(name)
-            names.append(name)
-    speed = settings.lake / SPEED_BARS
-    if (speed / "_spark_metadata").is_dir():
-        spark.read.parquet(str(speed)).createOrReplaceTempView(SPEED_BARS)
-        names.append(SPEED_BARS)
-    return names
+@dataclass(frozen=True)
+class AsOf:
+    """Parsed ``--as-of`` values: one for every view (``everywhere``) and per table (``tables``)."""
+
+    everywhere: int | dt.datetime | None = None
+    tables: dict[str, int | dt.datetime] = field(default_factory=dict)
+
+    def of(self, name: str) -> int | dt.datetime | None:
+        return self.tables.get(name, self.everywhere)
+
+
+def _point(text: str, what: str) -> int | dt.datetime:
+    if text.isdigit():
+        return int(text)
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--as-of {what!r}: expected a table version (0, 1, ...) or an ISO timestamp "
+                         "(2026-01-31 or 2026-01-31T12:00:00+00:00)") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)  # naive = UTC, like every time in the lake
+
+
+def parse_as_of(values: list[str] | None, lake: Path) -> AsOf:
+    """``["3"]``, ``["2026-01-31T12:00"]``, ``["serving_daily=3", "daily_filled=2026-01-31"]`` -> AsOf."""
+    everywhere, tables = None, {}
+    for value in values or []:
+        name, sep, point = value.partition("=")
+        if not sep:
+            if everywhere is not None:
+                raise ValueError(f"--as-of {value!r}: one value for every table was given already")
+            everywhere = _point(value.strip(), value)
+            continue
+        name = name.strip()
+        if name not in lake_tables.known_names(lake):
+            raise ValueError(f"--as-of {value!r}: unknown table {name!r}; known: "
+                             f"{', '.join(lake_tables.known_names(lake))}")
+        tables[name] = _point(point.strip(), value)
+    return AsOf(everywhere, tables)
+
+
+def resolve_version(path: Path, point: int | dt.datetime) -> int | None:
+    """The table version ``point`` means: itself if it exists, the last commit at or before a timestamp; None
+    when the table has no such version (it did not exist yet)."""
+    log = lake_tables.open_folder(path).history()
+    versions = {e["version"]: e["timestamp"] / 1000 for e in log}
+    if isinstance(point, int):
+        return point if point in versions else None
+    earlier = [v for v, ts in versions.items() if ts <= point.timestamp()]
+    return max(earlier) if earlier else None
+
+
+def register_views(spark: SparkSession, settings: Settings, as_of: AsOf | None = None) -> dict[str, int | None]:
+    """Register every table that has data, at its ``as_of`` version; returns view name -> version (None: the
+    newest). A table named in ``as_of.tables`` without that version is an error; a global point before a
+    table existed leaves that view out."""
+    as_of = as_of or AsOf()
+    found = lake_tables.lake_tables(settings.lake)
+    for name in as_of.tables:
+        if name not in found:
+            raise ValueError(f"--as-of {name}=...: table {name} has no commits yet")
+    views: dict[str, int | None] = {}
+    for name, path in found.items():
+        point = as_of.of(name)
+        version = None if point is None else resolve_version(path, point)
+        if point is not None and version is None:
+            if name in as_of.tables:
+                newest = lake_tables.open_folder(path).version()
+                raise ValueError(f"--as-of {name}={point}: table {name} has no such version (versions 0..{newest}"
+                                 "; a timestamp must not be before its first commit)")
+            continue
+        reader = spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", str(version))
+        reader.load(str(path)).createOrReplaceTempView(name)
+        views[name] = version
+    for name in lake_tables.known_names(settings.lake):  # a long-lived session keeps earlier queries' views
+        if name not in views:
+            spark.catalog.dropTempView(name)
+    return views
 
 
 DEFAULT_LIMIT = 10_000
@@ -59,6 +120,7 @@ READ_ONLY_COMMANDS = frozenset({
     "ShowTableProperties", "ShowPartitions", "ShowCreateTable", "ShowCurrentNamespace", "DescribeRelation",
     "DescribeColumn", "DescribeFunction", "DescribeNamespace", "DescribeQuery", "ExplainCommand",
     "CreateTempViewUsing",  # CREATE TEMPORARY VIEW ... USING: reads, lives only in this session
+    "DescribeDeltaHistory", "DescribeDeltaDetailCommand",  # Delta's DESCRIBE HISTORY / DETAIL: read the log
 })
 # Plans that are not Spark "commands" yet write or run arbitrary statements.
 WRITING_PLANS = ("Insert", "Merge", "Update", "Delete", "Replace", "Overwrite", "Append", "Write", "Call",
@@ -118,7 +180,7 @@ def check_statement(spark: SparkSession, settings: Settings, sql: str, allow_wri
 
 
 def run_query(spark: SparkSession, settings: Settings, sql: str, limit: int = DEFAULT_LIMIT,
-              allow_writes: bool = False) -> QueryResult:
+              allow_writes: bool = False, as_of: AsOf | None = None) -> QueryResult:
     """Run one statement against the registered views, read-only unless ``allow_writes``; the result is cut
     to ``limit`` rows in Spark (so a huge result never reaches the driver's memory). SQL errors become
     ValueError with Spark's first line."""
@@ -126,7 +188,7 @@ def run_query(spark: SparkSession, settings: Settings, sql: str, limit: int = DE
 
     if limit < 1:
         raise ValueError(f"--limit {limit} must be at least 1")
-    views = register_views(spark, settings)
+    views = register_views(spark, settings, as_of)
     try:
         check_statement(spark, settings, sql, allow_writes)
         rows = spark.sql(sql).limit(limit + 1).toPandas()

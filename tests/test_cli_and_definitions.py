@@ -24,7 +24,8 @@ def test_code_location_loads_with_assets_checks_jobs_schedules():
     assert defs.resolve_job_def("batch_minutes_job") and defs.resolve_job_def("batch_series_job")
     assert defs.resolve_job_def("realized_vol_job")
     assert {s.name for s in defs.schedules} == {"daily_batch_schedule", "daily_series_schedule",
-                                                "daily_volatility_schedule"}
+                                                "daily_volatility_schedule", "lake_maintenance_schedule"}
+    assert defs.resolve_job_def("lake_maintenance_job") and "lake_maintenance" in names
 
 
 @pytest.mark.parametrize("automation", ["on", "off"])
@@ -101,7 +102,22 @@ def test_status_json_on_empty_home(lambda_home, capsys):
     assert all(s["missing_days"] > 0 for s in status["symbols"].values())
 
 
-@pytest.mark.parametrize("command", ["demo", "import", "backfill", "status", "replay-exchange"])
+def test_history_of_an_unknown_table_lists_the_tables(lambda_home, capsys):
+    assert main(["history", "no_such_table"]) == 2
+    err = capsys.readouterr().err
+    assert "'no_such_table'" in err and "serving_daily" in err and "forecast_metrics" in err
+    assert main(["history", "serving_daily"]) == 2  # known, never written: says so
+    assert "no commits yet" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("as_of, needle", [("yesterday", "--as-of 'yesterday'"),
+                                           ("nope=3", "unknown table 'nope'")])
+def test_query_rejects_a_bad_as_of_before_starting_spark(as_of, needle, lambda_home, capsys):
+    assert main(["query", "SELECT 1", "--as-of", as_of]) == 2
+    assert needle in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["demo", "import", "backfill", "status", "replay-exchange", "history", "query"])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])

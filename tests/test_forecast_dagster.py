@@ -1,6 +1,6 @@
 """The ``forecasts`` asset through a real Dagster instance: serving_daily (written here from the shipped real
-Binance 1d bars, in the serving layer's schema, instead of spinning Spark) -> forecast_job -> outputs on disk,
-metadata in the event log, and both asset checks evaluated."""
+Binance 1d bars, in the serving layer's schema, straight into its Delta table) -> forecast_job -> outputs on
+disk and in the lake's tables, metadata in the event log, and both asset checks evaluated."""
 
 from __future__ import annotations
 
@@ -10,20 +10,20 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-import pyarrow as pa
 import pytest
 
-from crypto_lambda import lake as lk
 from crypto_lambda.forecast.pipeline import sample_daily
-from crypto_lambda.schema import SERVING_SCHEMA
+from crypto_lambda.lake import read as lr
+from crypto_lambda.lake import write as lw
+from crypto_lambda.lake.tables import SERVING_DAILY
 
 FILLED_DAYS = 3  # forward-filled days injected into the series: they must be dropped, not trained on
 RUN_CONFIG = {"ops": {"forecasts": {"config": {"cv_days": 240, "period": 30, "use_grid": False,
                                                "include_seeds": True}}}}
 
 
-def write_serving_daily(lake: Path, symbol: str) -> pd.DataFrame:
-    """The serving layer's file: every day, MA7/MA30, a few days forward-filled and today's provisional speed
+def write_serving_daily(spark, lake: Path, symbol: str) -> pd.DataFrame:
+    """The serving layer's table: every day, MA7/MA30, a few days forward-filled and today's provisional speed
     bar last. Returns the observed days (what a forecast may train on)."""
     frame = sample_daily(symbol)
     frame["minutes_present"], frame["is_provisional"] = None, False
@@ -35,13 +35,12 @@ def write_serving_daily(lake: Path, symbol: str) -> pd.DataFrame:
     served = pd.concat([frame, today], ignore_index=True)
     served["ma7"] = served["close"].rolling(7).mean()
     served["ma30"] = served["close"].rolling(30).mean()
-    table = pa.Table.from_pandas(served[SERVING_SCHEMA.names], schema=SERVING_SCHEMA, preserve_index=False)
-    lk.atomic_write_table(table, lk.symbol_path(lake, lk.SERVING_DAILY, symbol))
+    lw.replace(spark, lake, SERVING_DAILY, served, symbols=[symbol])
     return frame
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory):
+def run(tmp_path_factory: pytest.TempPathFactory, spark):
     from crypto_assets.assets.forecast.assets import FORECAST_JOB
     from crypto_assets.definitions import build_defs
     from crypto_lambda.config import load_settings
@@ -53,7 +52,7 @@ def run(tmp_path_factory: pytest.TempPathFactory):
         mp.setenv("CRYPTO_LAMBDA_SYMBOLS", "BTCUSDT,ETHUSDT")
         mp.setenv("CRYPTO_LAMBDA_START", "2017-08-17")
         settings = load_settings()
-        frame = write_serving_daily(settings.lake, "BTCUSDT")
+        frame = write_serving_daily(spark, settings.lake, "BTCUSDT")
         (home / "dagster").mkdir(parents=True)
         instance = dg.DagsterInstance.local_temp(str(home / "dagster"), overrides={"telemetry": {"enabled": False}})
         defs = build_defs(settings)
@@ -79,7 +78,9 @@ def test_forecast_job_materializes_outputs_for_the_partition(run):
     pointer = json.loads((settings.home / "forecasts" / "latest" / "BTCUSDT.json").read_text())
     assert pointer["stamp"] == meta["run_stamp"].value and pointer["stamp"].endswith(result.run_id[:8])
     assert pointer["filled_days_dropped"] == FILLED_DAYS + 1  # and the provisional day: not a close yet
-    forecast = pd.read_parquet(lk.symbol_path(settings.lake, "forecasts", "BTCUSDT"))
+    forecast = lr.read(settings.lake, "forecasts", ["BTCUSDT"])
+    assert meta["forecasts_version"].value == lr.version(settings.lake, "forecasts")
+    assert lr.history(settings.lake, "forecasts", limit=1)[0]["user_metadata"]["run_id"] == result.run_id
     last = run["frame"]["date"].max()
     assert list(forecast["date"]) == [last + dt.timedelta(days=h) for h in range(1, 31)]
     assert (forecast["lower"] <= forecast["yhat"]).all() and (forecast["yhat"] <= forecast["upper"]).all()

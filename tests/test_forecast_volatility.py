@@ -232,15 +232,19 @@ def test_price_metrics_have_pinball_and_coverage_per_horizon(results):
         assert rows.at[("naive", "1"), "pinball"] < rows.at[("naive", "30"), "pinball"]
 
 
-def test_outputs_hold_both_targets_and_the_checks_read_the_price_rows(tmp_path: Path, results):
+def test_outputs_hold_both_targets_and_the_checks_read_the_price_rows(tmp_path: Path, results, spark):
     from crypto_assets.checks.forecast import interval_coverage_report, mape_vs_naive_report
-    from crypto_lambda import lake as lk
     from crypto_lambda.config import Settings
-    from crypto_lambda.forecast.outputs import FORECAST_METRICS, read_metrics, write_outputs
+    from crypto_lambda.forecast.outputs import FORECAST_METRICS, VOL_FORECASTS, read_metrics, write_run
+    from crypto_lambda.lake import read as lr
+    from crypto_lambda.lake import write as lw
 
     settings = Settings(home=tmp_path, symbols=SYMBOLS)
-    for res in results.values():
-        info = write_outputs(res, tmp_path, settings.lake, "20260101T000000Z-dddddddd")
+    infos = write_run(results, tmp_path, settings.lake, "20260101T000000Z-dddddddd", spark=spark)
+    vol_rows = lr.read(settings.lake, VOL_FORECASTS)
+    assert set(vol_rows["symbol"]) == set(results) and vol_rows["vol"].gt(0).all()
+    for symbol, res in results.items():
+        info = infos[symbol]
         for key in ("vol_forecast", "vol_metrics", "vol_metrics_csv", "vol_cv_points", "vol_chart_html",
                     "vol_chart_png", "lake_vol_forecast"):
             assert Path(info["files"][key]).exists(), key
@@ -259,13 +263,12 @@ def test_outputs_hold_both_targets_and_the_checks_read_the_price_rows(tmp_path: 
         assert meta["by_symbol"].value[symbol]["horizons_outside"] == [h for h, c in per_h.items()
                                                                        if not 70 <= c <= 90]
     # one horizon outside the band is enough for a WARN, even when the mean is fine
-    path = lk.symbol_path(settings.lake, FORECAST_METRICS, "BTCUSDT")
-    frame = pd.read_parquet(path)
+    frame = read_metrics(settings.lake, "BTCUSDT", target=None)
     champ = frame["is_champion"] & (frame["target"] == "price")
     frame.loc[champ & frame["horizon"].isin(["1", "7", "14"]), "coverage80"] = 80.0
     frame.loc[champ & (frame["horizon"] == "30"), "coverage80"] = 60.0
     frame.loc[champ & (frame["horizon"] == "1-30"), "coverage80"] = 80.0
-    frame.to_parquet(path)
+    lw.replace(spark, settings.lake, FORECAST_METRICS, frame, symbols=["BTCUSDT"])
     passed, severity, meta = interval_coverage_report(settings)
     assert not passed and severity.value == "WARN" and "BTCUSDT" in meta["outside_band"].value
     assert meta["by_symbol"].value["BTCUSDT"]["horizons_outside"] == ["30"]

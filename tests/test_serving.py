@@ -8,12 +8,12 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 import pytest
 
-from crypto_lambda import lake as lk
 from crypto_lambda.config import load_settings
-from crypto_lambda.schema import FILLED_SCHEMA, SPEED_DAILY_SCHEMA
+from crypto_lambda.lake import read as lr
+from crypto_lambda.lake import tables as lt
+from crypto_lambda.lake import write as lw
 from crypto_lambda.timeutil import today_utc, yesterday_utc
 
 SAMPLE = Path(__file__).resolve().parent.parent / "crypto_lambda" / "sample" / "daily" / "BTCUSDT_1d.csv"
@@ -28,30 +28,32 @@ def real_bars(last: dt.date) -> pd.DataFrame:
     return frame
 
 
+def batch_rows(bars: pd.DataFrame) -> pd.DataFrame:
+    return bars.assign(quote_volume=None, trades=None, minutes_present=1440, source="minutes", is_filled=False,
+                       ma7=None, ma30=None)
+
+
 @pytest.fixture()
-def layered(lambda_home, monkeypatch):
+def layered(lambda_home, monkeypatch, spark):
     monkeypatch.setenv("CRYPTO_LAMBDA_SYMBOLS", "BTCUSDT")
     settings = load_settings()
     last = yesterday_utc()
     bars = real_bars(last)
     days = list(bars["date"])
     missing_batch, incomplete, speed_only_gap = days[-3], days[-5], days[-8]
-    batch = bars.assign(quote_volume=None, trades=None, minutes_present=1440, source="minutes", is_filled=False,
-                        ma7=None, ma30=None)
+    batch = batch_rows(bars)
     batch.loc[batch["date"] == incomplete, "minutes_present"] = 700
     batch = batch[~batch["date"].isin([missing_batch, speed_only_gap])]
-    lk.write_frame(batch[list(FILLED_SCHEMA.names)], lk.symbol_path(settings.lake, lk.DAILY_FILLED, "BTCUSDT"),
-                   FILLED_SCHEMA)
+    lw.replace(spark, settings.lake, lt.DAILY_FILLED, batch, symbols=["BTCUSDT"])
     speed_rows = bars[bars["date"].isin([missing_batch, incomplete, days[-1]])].copy()
     speed_rows["close"] = speed_rows["close"] * 1.0001  # distinguishable from the batch bar
     speed_rows = pd.concat([speed_rows, bars.iloc[[-1]].assign(date=today_utc())])
-    for row in speed_rows.itertuples(index=False):
-        frame = pd.DataFrame([{"symbol": "BTCUSDT", "date": row.date, "open": row.open, "high": row.high * 1.001,
-                               "low": row.low, "close": row.close, "volume": row.volume, "trades": 5,
-                               "minutes_covered": 1440 if row.date < today_utc() else 600,
-                               "is_provisional": row.date >= today_utc(), "source": "speed"}])
-        lk.write_frame(frame, lk.partition_path(settings.lake, lk.SPEED_DAILY, "BTCUSDT", row.date),
-                       SPEED_DAILY_SCHEMA)
+    speed = pd.DataFrame([{"symbol": "BTCUSDT", "date": row.date, "open": row.open, "high": row.high * 1.001,
+                           "low": row.low, "close": row.close, "volume": row.volume, "trades": 5,
+                           "minutes_covered": 1440 if row.date < today_utc() else 600,
+                           "is_provisional": row.date >= today_utc(), "source": "speed"}
+                          for row in speed_rows.itertuples(index=False)])
+    lw.replace(spark, settings.lake, lt.SPEED_DAILY, speed, symbols=["BTCUSDT"])
     return settings, bars, {"missing_batch": missing_batch, "incomplete": incomplete, "gap": speed_only_gap}
 
 
@@ -74,24 +76,24 @@ def test_merge_precedence_and_provenance(layered, spark):
     assert (served["ma7"] - served["close"].rolling(7).mean()).abs().max() < 1e-6
 
 
-def test_batch_replaces_a_day_served_from_speed(layered, spark):
+def test_batch_replaces_a_day_served_from_speed_and_time_travel_keeps_the_old_bar(layered, spark):
     from crypto_assets.assets.serving.daily import build_serving_daily, read_serving
 
     settings, bars, days = layered
-    build_serving_daily(spark, settings, ["BTCUSDT"])
+    first = build_serving_daily(spark, settings, ["BTCUSDT"])["commit"]
     assert read_serving(settings, "BTCUSDT").set_index("date").loc[days["missing_batch"], "source"] == "speed"
-    path = lk.symbol_path(settings.lake, lk.DAILY_FILLED, "BTCUSDT")
-    batch = pd.read_parquet(path)
-    row = bars[bars["date"] == days["missing_batch"]].assign(
-        quote_volume=None, trades=None, minutes_present=1440, source="minutes", is_filled=False, ma7=None, ma30=None)
-    table = pa.Table.from_pandas(pd.concat([batch, row[list(FILLED_SCHEMA.names)]]).sort_values("date"),
-                                 schema=FILLED_SCHEMA, preserve_index=False)
-    lk.atomic_write_table(table, path)
-    build_serving_daily(spark, settings, ["BTCUSDT"])
+    day = days["missing_batch"]
+    row = batch_rows(bars[bars["date"] == day])
+    lw.replace(spark, settings.lake, lt.DAILY_FILLED, row, symbols=["BTCUSDT"], start=day, end=day)  # backfill
+    again = build_serving_daily(spark, settings, ["BTCUSDT"], run_id="rerun")["commit"]
+    assert again.version == first.version + 1 and again.rows == len(bars) + 1  # one commit, whole series
     served = read_serving(settings, "BTCUSDT").set_index("date")
-    assert served.loc[days["missing_batch"], "source"] == "batch"
-    expected = bars.set_index("date").loc[days["missing_batch"], "close"]
-    assert served.loc[days["missing_batch"], "close"] == expected
+    assert served.loc[day, "source"] == "batch" and not served.index.duplicated().any()
+    assert served.loc[day, "close"] == bars.set_index("date").loc[day, "close"]
+    before = read_serving(settings, "BTCUSDT", as_of=first.version).set_index("date")
+    assert before.loc[day, "source"] == "speed" and before.loc[day, "close"] != served.loc[day, "close"]
+    assert len(before) == len(served)
+    assert lr.history(settings.lake, lt.SERVING_DAILY, limit=1)[0]["user_metadata"]["run_id"] == "rerun"
 
 
 def test_query_views_and_sql_errors(layered, spark, capsys):
@@ -103,6 +105,18 @@ def test_query_views_and_sql_errors(layered, spark, capsys):
                  "--format", "json"]) == 0
     rows = {r["source"]: r["n"] for r in json.loads(capsys.readouterr().out)}
     assert rows == {"batch": N - 3, "filled": 1, "speed": 3}  # 40 - 2 absent - 1 incomplete
+    version = lr.version(layered[0].lake, lt.SERVING_DAILY)
+    assert main(["query", "SELECT count(*) AS n FROM serving_daily", "--format", "json",
+                 "--as-of", f"serving_daily={version - 1}"]) == 0  # before the write: the empty new table
+    assert json.loads(capsys.readouterr().out) == [{"n": 0}]
+    assert main(["query", "SELECT 1 FROM serving_daily", "--as-of", "2000-01-01"]) == 2  # nothing existed then
+    assert "SQL error" in capsys.readouterr().err
+    table = layered[0].lake / lt.SERVING_DAILY
+    assert main(["query", f"DESCRIBE HISTORY delta.`{table}`", "--format", "json"]) == 0  # reads the log: allowed
+    assert {r["version"] for r in json.loads(capsys.readouterr().out)} == set(range(version + 1))
+    for writes in (f"OPTIMIZE delta.`{table}`", f"VACUUM delta.`{table}`"):
+        assert main(["query", writes]) == 2, writes
+        assert "query refused" in capsys.readouterr().err
     assert main(["query", "SELECT * FROM no_such_view"]) == 2
     err = capsys.readouterr().err
     assert "SQL error" in err and "serving_daily" in err

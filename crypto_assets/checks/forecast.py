@@ -1,5 +1,5 @@
 """Asset checks of the forecasts: the served model must beat doing nothing, and its interval must mean what it
-says. Like the batch checks, they read what is on disk (``lake/forecast_metrics`` and the ``latest``
+says. Like the batch checks, they read what is on disk (the ``forecast_metrics`` table and the ``latest``
 pointers), for every configured symbol that has been forecast; the thresholds are the ones the run that wrote
 the metrics was configured with (stored in its pointer). Both read the price rows (``target == "price"``).
 """

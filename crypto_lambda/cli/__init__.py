@@ -9,7 +9,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from crypto_lambda.cli import batch, demo, exchange, imports, lake, query, stream, up, web
+from crypto_lambda.cli import batch, demo, exchange, history, imports, lake, query, stream, up, web
 from crypto_lambda.errors import report
 
 
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, imports, batch, exchange, query, stream, web, up, lake):
+    for module in (demo, imports, batch, exchange, query, history, stream, web, up, lake):
         module.register(sub)
     return parser
 

@@ -9,11 +9,13 @@ Layout (everything under ``CRYPTO_LAMBDA_HOME``):
   thresholds), replaced atomically. One file per symbol, so runs of different symbols never race.
   Beside them the volatility run: ``vol_forecast.parquet`` (champion's daily variance and vol, next H days),
   ``vol_metrics.parquet``/``.csv``, ``vol_cv_points.parquet``, ``vol_chart.html``, ``vol_chart.png``.
-- ``lake/forecast_metrics/<SYMBOL>.parquet`` and ``lake/forecasts/<SYMBOL>.parquet``: stable copies of the
-  newest metrics and forecast, for the ``forecast_metrics`` query view and the serving layer. The metrics file
-  holds both targets, told apart by ``target`` (``price`` | ``volatility``); each has its own columns (MAPE...
-  for the price, QLIKE and MSE of log variance for the volatility) and its own champion.
-  ``lake/volatility_forecasts/<SYMBOL>.parquet``: the newest volatility forecast.
+- Delta tables in the lake (:mod:`crypto_lambda.forecast.tables`), one set of rows per symbol, rewritten by
+  each run in ONE commit per table for all of the run's symbols: ``forecasts`` (the newest champion forecast),
+  ``forecast_metrics`` (the ``forecast_metrics`` query view; both targets, told apart by ``target`` =
+  ``price`` | ``volatility``, each with its own columns - MAPE... for the price, QLIKE and MSE of log variance
+  for the volatility - and its own champion) and ``volatility_forecasts``. Time travel keeps earlier runs' rows.
+
+The run folder is new for every run and the pointer is written last, so its files need no atomic writer.
 """
 
 from __future__ import annotations
@@ -21,21 +23,24 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow.parquet as pq
 
-from crypto_lambda import lake as lk
 from crypto_lambda.config import validate_symbol
 from crypto_lambda.forecast.config import DRIFT, NAIVE, SEEDS
 from crypto_lambda.forecast.pipeline import ForecastResult
+from crypto_lambda.forecast.tables import FORECAST_METRICS, FORECASTS, VOL_FORECASTS
+from crypto_lambda.lake import atomic_text
+from crypto_lambda.lake import read as lake_read
+from crypto_lambda.lake import write as lake_write
+from crypto_lambda.lake.tables import table_path
 
 FORECASTS_DIR = "forecasts"
-FORECAST_METRICS = "forecast_metrics"  # lake dataset, and the name of the query view
-FORECASTS = "forecasts"  # lake dataset: the newest champion forecast per symbol
-VOL_FORECASTS = "volatility_forecasts"  # lake dataset: the newest volatility forecast per symbol
+__all__ = ["FORECASTS", "FORECAST_METRICS", "VOL_FORECASTS", "read_latest", "read_metrics", "write_outputs",
+           "write_run"]
 PRICE, VOLATILITY = "price", "volatility"  # values of the metrics' ``target`` column
 VIEW_COLUMNS = ["symbol", "target", "model", "horizon", "mape", "pinball", "mae", "rmse", "mase", "coverage80",
                 "qlike", "mse_log", "is_champion"]
@@ -96,9 +101,27 @@ def summary(result: ForecastResult, stamp: str, files: dict[str, Path]) -> dict[
     }
 
 
-def write_outputs(result: ForecastResult, home: Path, lake: Path, stamp: str) -> dict[str, Any]:
-    """Write one symbol's run outputs, then the stable lake copies, then (last) the latest pointer, so a
-    reader following the pointer never finds a file missing. Returns the summary (with file paths)."""
+def _parquet(frame: pd.DataFrame, path: Path) -> Path:
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def _lake_frame(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The run's rows of one table with stable column types, so run after run the table's schema only grows:
+    numbers as float64 (a count column turns float when the other target lacks it), all-null as string."""
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    for col in frame.columns:
+        values = frame[col]
+        if values.isna().all():
+            frame[col] = values.astype("string")
+        elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            frame[col] = values.astype("float64") if col != "horizon" or values.isna().any() else values
+    return frame
+
+
+def _run_files(result: ForecastResult, home: Path, stamp: str, now: dt.datetime
+               ) -> tuple[dict[str, Path], pd.DataFrame]:
+    """One symbol's run folder (tables, CSV, charts); returns its files and its rows of ``forecast_metrics``."""
     from crypto_lambda.forecast.charts import write_html, write_png  # plotly/matplotlib only when writing
     from crypto_lambda.forecast.vol_charts import write_vol_html, write_vol_png
 
@@ -106,14 +129,13 @@ def write_outputs(result: ForecastResult, home: Path, lake: Path, stamp: str) ->
     root = home / FORECASTS_DIR
     folder = root / stamp / sym
     folder.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.UTC)
     metrics = result.metrics.assign(target=PRICE, run_stamp=stamp, generated_at=now)
     files = {
-        "forecast": lk.write_frame(result.forecast, folder / "forecast.parquet"),
-        "metrics": lk.write_frame(metrics, folder / "metrics.parquet"),
-        "metrics_csv": lk.atomic_text(folder / "metrics.csv", metrics.to_csv(index=False, float_format="%.6g")),
-        "cv_by_horizon": lk.write_frame(result.per_horizon.assign(symbol=sym), folder / "cv_by_horizon.parquet"),
-        "cv_points": lk.write_frame(result.points.assign(symbol=sym), folder / "cv_points.parquet"),
+        "forecast": _parquet(result.forecast, folder / "forecast.parquet"),
+        "metrics": _parquet(metrics, folder / "metrics.parquet"),
+        "metrics_csv": atomic_text(folder / "metrics.csv", metrics.to_csv(index=False, float_format="%.6g")),
+        "cv_by_horizon": _parquet(result.per_horizon.assign(symbol=sym), folder / "cv_by_horizon.parquet"),
+        "cv_points": _parquet(result.points.assign(symbol=sym), folder / "cv_points.parquet"),
         "chart_html": write_html(result, folder / "chart.html", root / "_static"),
         "chart_png": write_png(result, folder / "chart.png"),
     }
@@ -122,24 +144,65 @@ def write_outputs(result: ForecastResult, home: Path, lake: Path, stamp: str) ->
     if vol is not None:
         vol_metrics = vol.metrics.assign(target=VOLATILITY, run_stamp=stamp, generated_at=now)
         files.update({
-            "vol_forecast": lk.write_frame(vol.forecast, folder / "vol_forecast.parquet"),
-            "vol_metrics": lk.write_frame(vol_metrics, folder / "vol_metrics.parquet"),
-            "vol_metrics_csv": lk.atomic_text(folder / "vol_metrics.csv",
-                                              vol_metrics.to_csv(index=False, float_format="%.6g")),
-            "vol_cv_points": lk.write_frame(vol.points.assign(symbol=sym), folder / "vol_cv_points.parquet"),
+            "vol_forecast": _parquet(vol.forecast, folder / "vol_forecast.parquet"),
+            "vol_metrics": _parquet(vol_metrics, folder / "vol_metrics.parquet"),
+            "vol_metrics_csv": atomic_text(folder / "vol_metrics.csv",
+                                           vol_metrics.to_csv(index=False, float_format="%.6g")),
+            "vol_cv_points": _parquet(vol.points.assign(symbol=sym), folder / "vol_cv_points.parquet"),
             "vol_chart_html": write_vol_html(vol, folder / "vol_chart.html", root / "_static"),
             "vol_chart_png": write_vol_png(vol, folder / "vol_chart.png"),
         })
         both = pd.concat([metrics, vol_metrics], ignore_index=True)
-        files["lake_vol_forecast"] = lk.write_frame(vol.forecast, lk.symbol_path(lake, VOL_FORECASTS, sym))
     both = both.reindex(columns=[*both.columns, *(c for c in VIEW_COLUMNS if c not in both)])  # the view's shape
-    files["lake_metrics"] = lk.write_frame(both, lk.symbol_path(lake, FORECAST_METRICS, sym))
-    files["lake_forecast"] = lk.write_frame(result.forecast, lk.symbol_path(lake, FORECASTS, sym))
-    info = summary(result, stamp, files)
-    files["summary"] = lk.atomic_text(folder / "summary.json", json.dumps(info, indent=2, default=str) + "\n")
-    info["files"]["summary"] = str(files["summary"])
-    lk.atomic_text(latest_pointer(home, sym), json.dumps(info, indent=2, default=str) + "\n")
-    return info
+    return files, both
+
+
+def write_run(results: Mapping[str, ForecastResult], home: Path, lake: Path, stamp: str, *, spark=None,
+              run_id: str | None = None) -> dict[str, dict[str, Any]]:
+    """Write a run's outputs: every symbol's run folder, then ONE replace commit per lake table covering the
+    run's symbols, then (last) each latest pointer, so a reader following a pointer never finds data missing.
+    Returns the summaries by symbol (with file paths and the lake versions written). ``spark``: the run's
+    session (one is started when omitted)."""
+    if spark is None:
+        from crypto_lambda.spark import get_spark
+
+        spark = get_spark()
+    now = dt.datetime.now(dt.UTC)
+    symbols = sorted(validate_symbol(s) for s in results)
+    written = {s: _run_files(results[s], home, stamp, now) for s in symbols}
+    with_vol = [s for s in symbols if results[s].volatility is not None]
+    commits = [
+        lake_write.replace(spark, lake, FORECAST_METRICS, _lake_frame([written[s][1] for s in symbols]),
+                           symbols=symbols, run_id=run_id, extra={"run_stamp": stamp}),
+        lake_write.replace(spark, lake, FORECASTS, _lake_frame([results[s].forecast for s in symbols]),
+                           symbols=symbols, run_id=run_id, extra={"run_stamp": stamp}),
+    ]
+    if with_vol:
+        commits.append(lake_write.replace(spark, lake, VOL_FORECASTS,
+                                          _lake_frame([results[s].volatility.forecast for s in with_vol]),
+                                          symbols=with_vol, run_id=run_id, extra={"run_stamp": stamp}))
+    versions = {c.table: c.version for c in commits}
+    infos = {}
+    for sym in symbols:
+        files = written[sym][0]
+        files["lake_metrics"] = table_path(lake, FORECAST_METRICS)
+        files["lake_forecast"] = table_path(lake, FORECASTS)
+        if sym in with_vol:
+            files["lake_vol_forecast"] = table_path(lake, VOL_FORECASTS)
+        info = summary(results[sym], stamp, files)
+        info["lake_versions"] = versions
+        folder = Path(files["forecast"]).parent
+        info["files"]["summary"] = str(atomic_text(folder / "summary.json",
+                                                   json.dumps(info, indent=2, default=str) + "\n"))
+        atomic_text(latest_pointer(home, sym), json.dumps(info, indent=2, default=str) + "\n")
+        infos[sym] = info
+    return infos
+
+
+def write_outputs(result: ForecastResult, home: Path, lake: Path, stamp: str, *, spark=None,
+                  run_id: str | None = None) -> dict[str, Any]:
+    """:func:`write_run` for one symbol; its summary."""
+    return write_run({result.symbol: result}, home, lake, stamp, spark=spark, run_id=run_id)[result.symbol]
 
 
 def read_latest(home: Path, symbol: str) -> dict[str, Any] | None:
@@ -147,15 +210,13 @@ def read_latest(home: Path, symbol: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def read_metrics(lake: Path, symbol: str, target: str | None = PRICE) -> pd.DataFrame | None:
-    """The newest metrics of a symbol, of one ``target`` (None: both). Files written before the volatility
-    forecasts have no ``target`` column: all their rows are price rows."""
-    path = lk.symbol_path(lake, FORECAST_METRICS, symbol)
-    if not path.exists():
+def read_metrics(lake: Path, symbol: str, target: str | None = PRICE,
+                 as_of: int | str | None = None) -> pd.DataFrame | None:
+    """The newest metrics of a symbol (delta-rs, or ``as_of`` a table version), of one ``target`` (None: both);
+    None when the symbol has none."""
+    frame = lake_read.read(lake, FORECAST_METRICS, [validate_symbol(symbol)], as_of=as_of)
+    if frame.empty:
         return None
-    frame = pq.read_table(path).to_pandas()
-    if "target" not in frame:
-        frame["target"] = PRICE
     return frame if target is None else frame[frame["target"] == target].reset_index(drop=True)
 
 

@@ -95,10 +95,13 @@ def days(lake: Path, name: str, symbol: str) -> list[dt.date]:
 
 def history(lake: Path, name: str, limit: int | None = None) -> list[dict]:
     """Commit log, newest first: version, timestamp (UTC), operation, parameters, metrics, user metadata."""
-    if not exists(lake, name):
-        return []
+    return history_of(open_table(lake, name), limit) if exists(lake, name) else []
+
+
+def history_of(delta_table, limit: int | None = None) -> list[dict]:
+    """:func:`history` of an open ``DeltaTable`` (also one that is not a registered dataset)."""
     rows = []
-    for entry in open_table(lake, name).history(limit):
+    for entry in delta_table.history(limit):
         meta = entry.get("userMetadata")
         try:
             meta = json.loads(meta) if meta else {}
@@ -122,7 +125,10 @@ def file_count(lake: Path, name: str) -> int:
 
 def file_sizes(lake: Path, name: str) -> dict:
     """Files and bytes of the newest version (for the maintenance asset's before/after metadata)."""
-    if not exists(lake, name):
-        return {"files": 0, "bytes": 0}
-    actions = pa.table(open_table(lake, name).get_add_actions(flatten=True))
+    return sizes_of(open_table(lake, name)) if exists(lake, name) else {"files": 0, "bytes": 0}
+
+
+def sizes_of(delta_table) -> dict:
+    """:func:`file_sizes` of an open ``DeltaTable``."""
+    actions = pa.table(delta_table.get_add_actions(flatten=True))
     return {"files": actions.num_rows, "bytes": int(pc.sum(actions.column("size_bytes")).as_py() or 0)}

@@ -1,38 +1,39 @@
 """The ``forecasts`` asset (per-symbol static partitions) and its job; the work lives in crypto_lambda.forecast.
 
-Input: ``serving_daily``, the merged batch + speed series (``lake/serving_daily/<SYMBOL>.parquet``).
+Input: ``serving_daily``, the merged batch + speed series (a Delta table, read with delta-rs).
 Forward-filled days (``source == "filled"``) and today's provisional speed bar are dropped by
 ``prepare_series``: neither is an observed daily close. The asset refreshes itself once a day after its input
 has been updated (``AutomationCondition.on_cron``), so a forecast run does not follow every speed update.
 The daily variance forecasts use the same bars (Garman-Klass) and, where ``realized_vol_daily`` has a day of
 complete minutes, its realized variance; without that asset on disk they are range-based only. It is read,
 not declared a dependency: ``on_cron`` waits for every parent to update after the tick, and most day
-partitions of realized_vol_daily never update again.
+partitions of realized_vol_daily never update again. The lake outputs (``forecasts``, ``forecast_metrics``,
+``volatility_forecasts``) are written by the run's Spark session, one commit per table for all its symbols.
 """
 
 import dagster as dg
 import pandas as pd
-import pyarrow.parquet as pq
+from dagster_pyspark import PySparkResource
 
+from crypto_assets.assets.serving.daily import read_serving
 from crypto_assets.partitions import symbol_partitions
 from crypto_assets.resources import LakeResource
-from crypto_lambda import lake as lk
 from crypto_lambda.config import Settings
 from crypto_lambda.forecast.config import ForecastConfig
-from crypto_lambda.forecast.outputs import metrics_markdown, run_stamp, write_outputs
+from crypto_lambda.forecast.outputs import metrics_markdown, run_stamp, write_run
 from crypto_lambda.forecast.pipeline import run_forecasts
 from crypto_lambda.forecast.report import format_report
+from crypto_lambda.lake.tables import SERVING_DAILY
 from crypto_lambda.volatility import read_realized
 
-INPUT_ASSET = lk.SERVING_DAILY
+INPUT_ASSET = SERVING_DAILY
 FORECAST_CRON = "30 1 * * *"  # after the 00:10/00:40 batch schedules and the serving update
 GROUP = "forecast"
 FORECAST_JOB = "forecast_job"
 
 
 def read_input(settings: Settings, symbol: str) -> pd.DataFrame | None:
-    path = lk.symbol_path(settings.lake, INPUT_ASSET, symbol)
-    return pq.read_table(path).to_pandas() if path.exists() else None
+    return read_serving(settings, symbol)
 
 
 class ForecastRunConfig(dg.Config):
@@ -64,14 +65,14 @@ class ForecastRunConfig(dg.Config):
 def build_forecast_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=symbol_partitions(settings), backfill_policy=dg.BackfillPolicy.single_run(),
-        group_name=GROUP, kinds={"parquet", "python"}, deps=[INPUT_ASSET],
+        group_name=GROUP, kinds={"delta", "python"}, deps=[INPUT_ASSET],
         automation_condition=dg.AutomationCondition.on_cron(FORECAST_CRON, "UTC"),
         description="Champion's next-30-day forecast with its 80 % interval, chosen by rolling-origin CV among "
                     "naive, drift, the seeds' Prophet and a Prophet-on-log grid; beside it the daily variance "
                     "forecast (naive, EWMA, HAR-RV by QLIKE); metrics tables and charts.",
     )
-    def forecasts(context: dg.AssetExecutionContext, config: ForecastRunConfig,
-                  lake: LakeResource) -> dg.MaterializeResult:
+    def forecasts(context: dg.AssetExecutionContext, config: ForecastRunConfig, lake: LakeResource,
+                  pyspark: PySparkResource) -> dg.MaterializeResult:
         run_settings = lake.settings()
         symbols = sorted(context.partition_keys)
         frames = {s: read_input(run_settings, s) for s in symbols}
@@ -82,11 +83,14 @@ def build_forecast_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         realized = {s: r for s in symbols if (r := read_realized(run_settings.lake, s)) is not None}
         results = run_forecasts(frames, cfg, realized=realized)  # all symbols of the run share one thread pool
         stamp = run_stamp(context.run_id)
-        meta: dict[str, dg.MetadataValue] = {"run_stamp": dg.MetadataValue.text(stamp)}
+        written = write_run(results, run_settings.home, run_settings.lake, stamp, spark=pyspark.spark_session,
+                            run_id=context.run_id)
+        meta: dict[str, dg.MetadataValue] = {"run_stamp": dg.MetadataValue.text(stamp), **{
+            f"{table}_version": dg.MetadataValue.int(v) for table, v in written[symbols[0]]["lake_versions"].items()
+            if v is not None}}
         tables, infos = [], []
         for sym in symbols:
-            res = results[sym]
-            info = write_outputs(res, run_settings.home, run_settings.lake, stamp)
+            res, info = results[sym], written[sym]
             tables.append(res.metrics)
             infos.append(info)
             files = info["files"]

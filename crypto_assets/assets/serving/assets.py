@@ -16,7 +16,7 @@ SERVING_CONDITION = dg.AutomationCondition.eager().without(~dg.AutomationConditi
 def build_serving_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=symbol_partitions(settings), backfill_policy=dg.BackfillPolicy.single_run(),
-        group_name="serving", kinds={"parquet", "spark"},
+        group_name="serving", kinds={"delta", "spark"},
         ins={
             "daily_filled": dg.AssetIn(dagster_type=dg.Nothing),
             "speed_daily": dg.AssetIn(dagster_type=dg.Nothing, partition_mapping=(
@@ -28,7 +28,9 @@ def build_serving_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     )
     def serving_daily(context: dg.AssetExecutionContext, lake: LakeResource,
                       pyspark: PySparkResource) -> dg.MaterializeResult:
-        meta = build_serving_daily(pyspark.spark_session, lake.settings(), sorted(context.partition_keys))
-        return dg.MaterializeResult(metadata={"days_by_source": dg.MetadataValue.json(meta["days_by_source"])})
+        meta = build_serving_daily(pyspark.spark_session, lake.settings(), sorted(context.partition_keys),
+                                   run_id=context.run_id)
+        return dg.MaterializeResult(metadata={"days_by_source": dg.MetadataValue.json(meta["days_by_source"]),
+                                              **meta["commit"].metadata()})
 
     return [serving_daily]

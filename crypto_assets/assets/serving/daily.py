@@ -5,17 +5,22 @@ recomputed over the merged series by the same Spark functions the batch layer us
 Batch wins because it is rebuilt from the exchange's REST history, which is complete and final; the speed
 bar is what we know before that. Once the batch layer backfills a day that was served from speed, the next
 materialization serves it from batch.
+
+Inputs and output are Delta tables (``daily_filled``, ``speed_daily`` -> ``serving_daily``). A run rewrites
+its symbols' whole series in ONE ``replaceWhere`` commit (``symbol IN (...)``): readers see the previous series
+or the new one, and time travel (``read_serving(..., as_of=)``) returns what was served before.
 """
 
 from __future__ import annotations
 
 import pandas as pd
-import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from crypto_lambda import lake as lk
 from crypto_lambda.config import MIN_DAY_COMPLETENESS, Settings
+from crypto_lambda.lake import read as lake_read
+from crypto_lambda.lake import write as lake_write
+from crypto_lambda.lake.tables import DAILY_FILLED, SERVING_DAILY, SPEED_DAILY
 from crypto_lambda.ohlcv import calendar, forward_fill, prefer, with_moving_averages
 from crypto_lambda.schema import SERVING_SCHEMA
 from crypto_lambda.timeutil import MINUTES_PER_DAY, yesterday_utc
@@ -24,11 +29,17 @@ BAR_COLS = ("symbol", "date", "open", "high", "low", "close", "volume", "minutes
             "is_provisional", "rank")
 
 
+def _rows_of(spark: SparkSession, settings: Settings, name: str, symbols: list[str]) -> DataFrame | None:
+    """The table's rows of ``symbols`` (partition-pruned), None when the table does not exist yet."""
+    frame = lake_write.spark_read(spark, settings.lake, name)
+    return None if frame is None else frame.filter(F.col("symbol").isin(symbols))
+
+
 def _batch_bars(spark: SparkSession, settings: Settings, symbols: list[str]) -> DataFrame | None:
-    files = [str(p) for s in symbols if (p := lk.symbol_path(settings.lake, lk.DAILY_FILLED, s)).exists()]
-    if not files:
+    frame = _rows_of(spark, settings, DAILY_FILLED, symbols)
+    if frame is None:
         return None
-    frame = spark.read.parquet(*files).filter(~F.col("is_filled"))
+    frame = frame.filter(~F.col("is_filled"))
     complete = (F.col("source") == "exchange_1d") | (
         F.col("minutes_present") >= F.lit(MIN_DAY_COMPLETENESS * MINUTES_PER_DAY))
     return frame.select(
@@ -38,13 +49,9 @@ def _batch_bars(spark: SparkSession, settings: Settings, symbols: list[str]) -> 
 
 
 def _speed_bars(spark: SparkSession, settings: Settings, symbols: list[str]) -> DataFrame | None:
-    files = []
-    for symbol in symbols:
-        folder = settings.lake / lk.SPEED_DAILY / symbol
-        files += [str(p) for p in sorted(folder.glob("*.parquet"))] if folder.is_dir() else []
-    if not files:
+    frame = _rows_of(spark, settings, SPEED_DAILY, symbols)
+    if frame is None:
         return None
-    frame = spark.read.parquet(*files)
     return frame.select(
         "symbol", "date", "open", "high", "low", "close", "volume",
         F.col("minutes_covered").alias("minutes_present"), F.lit("speed").alias("source"), "is_provisional",
@@ -66,22 +73,24 @@ def merged_series(spark: SparkSession, batch: DataFrame | None, speed: DataFrame
         .withColumn("is_provisional", F.coalesce("is_provisional", F.lit(False)))
 
 
-def build_serving_daily(spark: SparkSession, settings: Settings, symbols: list[str]) -> dict:
+def build_serving_daily(spark: SparkSession, settings: Settings, symbols: list[str],
+                        run_id: str | None = None) -> dict:
+    """Merge and write the series of ``symbols`` in one commit; days by source per symbol and the commit.
+
+    A symbol with neither batch nor speed bars loses its served rows (its inputs vanished)."""
     merged = merged_series(spark, _batch_bars(spark, settings, symbols), _speed_bars(spark, settings, symbols))
-    if merged is None:
-        return {"days_by_source": {}}
-    result = merged.orderBy("symbol", "date").toPandas()
-    counts: dict[str, dict[str, int]] = {}
+    result = (pd.DataFrame(columns=SERVING_SCHEMA.names) if merged is None
+              else merged.select(*SERVING_SCHEMA.names).orderBy("symbol", "date").toPandas())
+    commit = lake_write.replace(spark, settings.lake, SERVING_DAILY, result, symbols=symbols, run_id=run_id)
+    counts: dict[str, dict[str, int | str]] = {}
     for symbol, part in result.groupby("symbol"):
-        table = pa.Table.from_pandas(part[list(SERVING_SCHEMA.names)], schema=SERVING_SCHEMA, preserve_index=False)
-        lk.atomic_write_table(table, lk.symbol_path(settings.lake, lk.SERVING_DAILY, symbol))
         counts[symbol] = {k: int(v) for k, v in part["source"].value_counts().items()}
         counts[symbol]["last_day"] = str(part["date"].max())
-    return {"days_by_source": counts}
+    return {"days_by_source": counts, "commit": commit}
 
 
-def read_serving(settings: Settings, symbol: str) -> pd.DataFrame | None:
-    import pyarrow.parquet as pq
-
-    path = lk.symbol_path(settings.lake, lk.SERVING_DAILY, symbol)
-    return pq.read_table(path).to_pandas() if path.exists() else None
+def read_serving(settings: Settings, symbol: str, as_of: int | str | None = None) -> pd.DataFrame | None:
+    """One symbol's served series (delta-rs, no JVM), newest or ``as_of`` a table version or ISO timestamp;
+    None when nothing is served for it."""
+    frame = lake_read.read(settings.lake, SERVING_DAILY, [symbol], as_of=as_of)
+    return frame if len(frame) else None

@@ -1,0 +1,123 @@
+"""Keeping the lake's Delta tables few-filed and bounded: OPTIMIZE (compaction) and VACUUM, per table.
+
+* OPTIMIZE rewrites a partition's small files (a day's replace, a micro-batch's append) into one file per
+  partition bin. It is a commit like any other: readers keep their version, time travel to a version before it
+  still works (the old files stay referenced by the log until VACUUM removes them).
+* VACUUM deletes files no version younger than the table's ``delta.deletedFileRetentionDuration`` references:
+  7 days (:data:`~crypto_lambda.lake.tables.TABLE_PROPERTIES`), which is the time travel window for data.
+  Delta's ``retentionDurationCheck`` stays on: a shorter retention (``retain_hours``) is refused by Delta
+  unless an operator turns the check off for a session on purpose; this module never does.
+
+The tables are every Delta table folder under the lake, registered in ``TABLES`` or not (the streaming
+table's spec lives with the speed layer): :func:`lake_tables`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from crypto_lambda.lake import read as lake_read
+from crypto_lambda.lake import write as lake_write
+from crypto_lambda.lake.tables import TABLE_PROPERTIES, TABLES, is_table
+
+log = logging.getLogger(__name__)
+
+RETENTION_PROPERTY = "delta.deletedFileRetentionDuration"
+RETENTION = TABLE_PROPERTIES[RETENTION_PROPERTY]  # "interval 7 days"
+STREAMING_TABLE = "speed_klines_1m"  # compacted daily like the rest: a micro-batch adds a file per partition
+_USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+# VACUUM lists the table's folders in a job of this many tasks; Spark's default, 10,000, made a VACUUM of a
+# two-folder table take 41-62 s on 2 loaded cores, against 7-10 s with 2 (measured; see maintain_table).
+_LISTING_PARALLELISM = ("spark.sql.sources.parallelPartitionDiscovery.parallelism", "2")
+
+
+def lake_tables(lake: Path) -> dict[str, Path]:
+    """Every Delta table under ``lake`` by name (folder name), sorted; folders without a log are not tables."""
+    if not lake.is_dir():
+        return {}
+    return {p.name: p for p in sorted(lake.iterdir()) if p.is_dir() and not p.name.startswith((".", "_"))
+            and is_table(p)}
+
+
+def known_names(lake: Path) -> list[str]:
+    """The registered tables and any other table on disk: what ``history`` and ``query`` accept."""
+    return sorted(set(TABLES) | set(lake_tables(lake)))
+
+
+def table_folder(lake: Path, name: str) -> Path:
+    """The folder of table ``name``; a clear error listing the tables when it is neither registered nor on disk,
+    or registered but not written yet."""
+    found = lake_tables(lake)
+    if name in found:
+        return found[name]
+    if name in TABLES:
+        raise FileNotFoundError(f"lake table {name} has no commits yet ({lake / name})")
+    raise ValueError(f"unknown lake table {name!r}; known: {', '.join(known_names(lake))}")
+
+
+def open_folder(path: Path):
+    from deltalake import DeltaTable
+
+    return DeltaTable(str(path))
+
+
+def history(lake: Path, name: str, limit: int | None = None) -> list[dict]:
+    """Commit log of any table under the lake, newest first (see :func:`crypto_lambda.lake.read.history`)."""
+    return lake_read.history_of(open_folder(table_folder(lake, name)), limit)
+
+
+def disk_files(path: Path) -> dict:
+    """Parquet files on disk under a table (referenced or not): what VACUUM shrinks."""
+    files = [p for p in path.rglob("*.parquet") if "_delta_log" not in p.parts]
+    return {"files": len(files), "bytes": sum(p.stat().st_size for p in files)}
+
+
+def _sizes(path: Path) -> dict:
+    table = lake_read.sizes_of(open_folder(path))
+    disk = disk_files(path)
+    return {"files": table["files"], "bytes": table["bytes"], "disk_files": disk["files"],
+            "disk_bytes": disk["bytes"]}
+
+
+def maintain_table(spark, path: Path, *, vacuum: bool = True, retain_hours: float | None = None,
+                   run_id: str | None = None) -> dict:
+    """OPTIMIZE then VACUUM one table; files and bytes (in the newest version, and on disk) before and after,
+    the versions around it and the seconds it took."""
+    started = time.perf_counter()
+    before = _sizes(path)
+    version_before = open_folder(path).version()
+    listing_before = spark.conf.get(_LISTING_PARALLELISM[0], None)
+    spark.conf.set(_USER_METADATA, json.dumps({"run_id": run_id, "write": "lake_maintenance"}, sort_keys=True))
+    spark.conf.set(*_LISTING_PARALLELISM)
+    try:
+        lake_write._retry(lambda: spark.sql(f"OPTIMIZE delta.`{path}`").collect(), f"optimize {path.name}")
+        optimized = time.perf_counter()
+        if vacuum:
+            retain = "" if retain_hours is None else f" RETAIN {float(retain_hours)} HOURS"
+            lake_write._retry(lambda: spark.sql(f"VACUUM delta.`{path}`{retain}").collect(), f"vacuum {path.name}")
+    finally:
+        spark.conf.unset(_USER_METADATA)
+        if listing_before is None:
+            spark.conf.unset(_LISTING_PARALLELISM[0])
+        else:
+            spark.conf.set(_LISTING_PARALLELISM[0], listing_before)
+    after = _sizes(path)
+    done = time.perf_counter()
+    return {"version_before": version_before, "version_after": open_folder(path).version(),
+            **{f"{k}_before": v for k, v in before.items()}, **{f"{k}_after": v for k, v in after.items()},
+            "optimize_seconds": round(optimized - started, 2), "vacuum_seconds": round(done - optimized, 2)}
+
+
+def maintain(spark, lake: Path, names: list[str] | None = None, *, vacuum: bool = True,
+             run_id: str | None = None) -> dict[str, dict]:
+    """:func:`maintain_table` on every table under the lake (or ``names``), streaming table included."""
+    found = lake_tables(lake)
+    wanted = list(found) if names is None else [n for n in names if n in found]
+    report = {}
+    for name in wanted:
+        report[name] = maintain_table(spark, found[name], vacuum=vacuum, run_id=run_id)
+        log.info("maintenance %s: %s", name, report[name])
+    return report
