@@ -36,6 +36,9 @@ LOCAL_SPARK_CONF: dict[str, str] = {
     # one file per day that job costs ~5 ms a file (40 s for the 8,109 files of a full rebuild, measured
     # by bench/bench_rebuild.py), while listing them on the driver takes well under a second.
     "spark.sql.sources.parallelPartitionDiscovery.threshold": "1000000",
+    # Delta's VACUUM lists a table's folders in a job of this many tasks; Spark's default, 10,000, made VACUUM of
+    # a two-folder table 41-62 s on 2 loaded cores, 7-10 s with 2 (tests/test_lake_maintenance.py).
+    "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
     # HotSpot never JIT-compiles a method over 8,000 bytecodes; Spark's generated code for a wide CASE (the
     # speed layer's quarantine reasons) exceeds it and then runs interpreted: 10 us a record of 19 for the
     # whole parse (measured on 400k trades). Lifting the limit halves the streaming parse cost.

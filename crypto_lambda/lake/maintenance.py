@@ -29,9 +29,6 @@ RETENTION_PROPERTY = "delta.deletedFileRetentionDuration"
 RETENTION = TABLE_PROPERTIES[RETENTION_PROPERTY]  # "interval 7 days"
 STREAMING_TABLE = "speed_klines_1m"  # compacted daily like the rest: a micro-batch adds a file per partition
 _USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
-# VACUUM lists the table's folders in a job of this many tasks; Spark's default, 10,000, made a VACUUM of a
-# two-folder table take 41-62 s on 2 loaded cores, against 7-10 s with 2 (measured; see maintain_table).
-_LISTING_PARALLELISM = ("spark.sql.sources.parallelPartitionDiscovery.parallelism", "2")
 
 
 def lake_tables(lake: Path) -> dict[str, Path]:
@@ -89,9 +86,7 @@ def maintain_table(spark, path: Path, *, vacuum: bool = True, retain_hours: floa
     started = time.perf_counter()
     before = _sizes(path)
     version_before = open_folder(path).version()
-    listing_before = spark.conf.get(_LISTING_PARALLELISM[0], None)
     spark.conf.set(_USER_METADATA, json.dumps({"run_id": run_id, "write": "lake_maintenance"}, sort_keys=True))
-    spark.conf.set(*_LISTING_PARALLELISM)
     try:
         lake_write._retry(lambda: spark.sql(f"OPTIMIZE delta.`{path}`").collect(), f"optimize {path.name}")
         optimized = time.perf_counter()
@@ -100,10 +95,6 @@ def maintain_table(spark, path: Path, *, vacuum: bool = True, retain_hours: floa
             lake_write._retry(lambda: spark.sql(f"VACUUM delta.`{path}`{retain}").collect(), f"vacuum {path.name}")
     finally:
         spark.conf.unset(_USER_METADATA)
-        if listing_before is None:
-            spark.conf.unset(_LISTING_PARALLELISM[0])
-        else:
-            spark.conf.set(_LISTING_PARALLELISM[0], listing_before)
     after = _sizes(path)
     done = time.perf_counter()
     return {"version_before": version_before, "version_after": open_folder(path).version(),
