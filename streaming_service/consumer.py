@@ -41,6 +41,7 @@ from pathlib import Path
 import pandas as pd
 
 from crypto_lambda.lake import write as lake_write
+from crypto_lambda.lake.tables import MONTH
 from streaming_service import bars, speed_lake
 from streaming_service.topics import SpeedPaths, Topics
 
@@ -133,10 +134,13 @@ def _trigger(config: ConsumerConfig) -> dict:
 
 
 def start_bars(spark, config: ConsumerConfig):
+    from pyspark.sql import functions as F
+
     kafka = read_kafka(spark, config, (config.topics.trades,))
     trades = bars.valid_trades(bars.parse_events(kafka, config.expected(), config.max_event_lead_ms))
     out = bars.minute_bars(trades, config.watermark, config.dedup)
-    # Created first (schema, generated month, properties); the sink then appends into its partitioning.
+    out = out.withColumn(MONTH, F.trunc("date", "MM"))  # a stored column: see speed_lake.BARS_TABLE
+    # Created first (schema, partitioning, properties); the sink then appends into its partitioning.
     path = lake_write.ensure_table(spark, config.paths.lake, speed_lake.SPEED_BARS)
     return (out.writeStream.queryName("speed-bars").format("delta").outputMode("append")
             .option("checkpointLocation", str(checkpoint_dir(config, "bars")))
