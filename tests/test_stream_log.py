@@ -101,3 +101,29 @@ def test_sensor_requests_each_touched_partition_once_across_ticks(spark, lambda_
 def test_live_page_reads_import_no_pyspark(module):
     code = f"import sys, {module}; sys.exit('pyspark' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_speed_daily_is_one_replace_per_run_rectangle(spark, tmp_path):
+    from crypto_assets.assets.speed.daily import build_speed_daily
+    from crypto_lambda.lake import SPEED_DAILY
+
+    settings = Settings(home=tmp_path / "home", symbols=SYMBOLS)
+    d1, d2 = dt.date(2025, 6, 1), dt.date(2025, 6, 2)
+    append(spark, settings, SPEED_BARS, pd.concat([minutes("BTCUSDT", d1, 0, 1440, close=2.0),
+                                                   minutes("BTCUSDT", d2, 0, 3), minutes("ETHUSDT", d2, 0, 2)]), 1)
+    meta = build_speed_daily(spark, settings, {"BTCUSDT": [d1, d2], "ETHUSDT": [d2]}, run_id="r1")
+    assert meta["bars_written"] == 3 and meta["provisional_bars"] == 2 and meta["speed_daily_version"] is not None
+    daily = lr.read(settings.lake, SPEED_DAILY).set_index(["symbol", "date"])
+    assert daily.loc[("BTCUSDT", d1), "minutes_covered"] == 1440 and not daily.loc[("BTCUSDT", d1), "is_provisional"]
+    assert daily.loc[("ETHUSDT", d2), "close"] == 1.0 and daily.loc[("ETHUSDT", d2), "minutes_covered"] == 2
+    assert lr.history(settings.lake, SPEED_DAILY)[0]["user_metadata"]["run_id"] == "r1"
+
+    # the minute table loses ETH's day (a reset stream): its stale bar goes in the same single commit
+    (settings.lake / SPEED_BARS).rename(tmp_path / "old")
+    append(spark, settings, SPEED_BARS, minutes("BTCUSDT", d2, 0, 4), 1)
+    before = lr.version(settings.lake, SPEED_DAILY)
+    meta = build_speed_daily(spark, settings, {"BTCUSDT": [d2], "ETHUSDT": [d2]})
+    assert meta["stale_bars_removed"] == 1 and meta["speed_daily_version"] == before + 1
+    after = lr.read(settings.lake, SPEED_DAILY)
+    assert sorted(zip(after["symbol"], after["date"], after["minutes_covered"], strict=True)) == [
+        ("BTCUSDT", d1, 1440), ("BTCUSDT", d2, 4)]
