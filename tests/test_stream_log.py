@@ -60,6 +60,17 @@ def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None
     return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
 
 
+def _in_flight_run(instance: dg.DagsterInstance, key: str) -> str:
+    from dagster._core.storage.dagster_run import DagsterRun
+
+    from crypto_assets.jobs import SPEED_JOB
+
+    run = DagsterRun(job_name=SPEED_JOB, run_id=f"busy-{abs(hash(key))}", status=dg.DagsterRunStatus.STARTED,
+                     tags={"dagster/partition": key})
+    instance.add_run(run)
+    return run.run_id
+
+
 def test_sensor_requests_each_touched_partition_once_across_ticks(spark, lambda_home, monkeypatch):
     from crypto_assets.definitions import build_defs
     from crypto_lambda.config import load_settings
@@ -81,7 +92,11 @@ def test_sensor_requests_each_touched_partition_once_across_ticks(spark, lambda_
     assert not again.run_requests and again.cursor == first.cursor  # nothing new: nothing requested twice
 
     append(spark, settings, SPEED_BARS, minutes("ETHUSDT", d2, 10, 1), 3)  # one more minute of one partition
-    third = _tick(defs, instance, again.cursor)
+    busy = _in_flight_run(instance, f"{d2}|ETHUSDT")  # a run of that partition is still going: wait for it
+    waiting = _tick(defs, instance, again.cursor)
+    assert not waiting.run_requests and f"{d2}|ETHUSDT" in waiting.cursor
+    instance.delete_run(busy)
+    third = _tick(defs, instance, waiting.cursor)
     assert [r.partition_key for r in third.run_requests] == [f"{d2}|ETHUSDT"]
     provisional = pd.DataFrame({"symbol": "BTCUSDT", "open_time": [pd.Timestamp(today, tz="UTC")] * 2,
                                 "open": 1.0, "high": [2.0, 3.0], "low": 1.0, "close": [2.0, 3.0], "volume": 1.0,
