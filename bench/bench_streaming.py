@@ -326,8 +326,8 @@ def live(bootstrap: str, seconds: float, warmup: float, speed: float, tpm: int, 
 def up_to_first_bar(workdir: Path, timeout: float = 300.0) -> float:
     """Seconds from spawning `crypto-lambda up` on a fresh home to the first committed streaming minute bar."""
     from crypto_lambda.config import Settings
-    from streaming_service.speed_lake import committed_files
-    from streaming_service.topics import SpeedPaths
+    from crypto_lambda.lake import read as lake_read
+    from streaming_service.speed_lake import SPEED_BARS
 
     home = workdir / "home-up"
     shutil.rmtree(home, ignore_errors=True)
@@ -336,12 +336,12 @@ def up_to_first_bar(workdir: Path, timeout: float = 300.0) -> float:
     began = time.time()
     proc = spawn([*CLI, "up", "--exchange-port", str(ports[0]), "--broker-port", str(ports[1]), "--dagster-port",
                   str(ports[2]), "--web-port", str(ports[3])], env, workdir / "up.log")
-    bars = SpeedPaths.of(Settings(home=home)).bars
+    lake = Settings(home=home).lake
     try:
         while time.time() - began < timeout:
             if proc.poll() is not None:
                 raise RuntimeError(f"up exited: {(workdir / 'up.log').read_text()[-3000:]}")
-            if committed_files(bars):
+            if lake_read.file_count(lake, SPEED_BARS):
                 return time.time() - began
             time.sleep(0.5)
         raise TimeoutError(f"no committed bar {timeout:.0f} s after up")

@@ -1,10 +1,12 @@
 """Sensors: react to the streaming service's output, and repair batch partitions the stream says are holed.
 
-``speed_output_sensor`` fingerprints each (symbol, day) of the streaming output — the committed files in
-Spark's ``_spark_metadata`` log plus the provisional-minutes file — and requests ``speed_daily`` for exactly
-the partitions whose fingerprint changed. The cursor holds the fingerprints; run keys carry them, so a
-daemon restart never re-requests a change. Debounced: it ticks at most every 30 s, and a partition with a
-run still queued or in flight is left for a later tick instead of stacking runs.
+``speed_output_sensor`` follows the Delta log of the streaming output: its cursor is the last version it
+saw of ``speed_klines_1m`` (committed minute bars) and of ``speed_provisional_1m`` (in-progress minutes,
+which ``speed_daily`` includes too), and it requests ``speed_daily`` once for each (day, symbol) the commits
+since then added rows to (:func:`crypto_lambda.lake.read.touched_partitions`: add actions' partition values
+and ``date`` statistics). Run keys carry the versions, so a daemon restart never re-requests a change.
+Debounced: it ticks at most every 30 s, and a partition with a run still queued or in flight is kept in the
+cursor's ``pending`` list for a later tick instead of stacking runs.
 
 ``gap_repair_sensor`` turns the producer's gap markers and incomplete raw partitions (fewer than 99 % of
 minutes) into one single-run range backfill of the minutes job per tick, tagged ``crypto_lambda/repair``.
@@ -24,27 +26,26 @@ from crypto_lambda.config import MIN_DAY_COMPLETENESS, Settings, automation_on
 from crypto_lambda.lake import read as lake_read
 from crypto_lambda.lake.tables import DAILY_OHLCV, RAW_KLINES
 from crypto_lambda.timeutil import MINUTES_PER_DAY, contiguous_runs, ms_to_day, today_utc, yesterday_utc
-from streaming_service.speed_lake import committed_files, read_gaps
-from streaming_service.topics import SpeedPaths
+from streaming_service.speed_lake import SPEED_BARS, SPEED_PROVISIONAL, read_gaps
 
 AUTOMATION_SENSOR = "automation_condition_sensor"
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED]
 
 
-def speed_fingerprints(settings: Settings) -> dict[str, str]:
-    """``date|symbol`` -> fingerprint of its committed files and provisional minutes."""
-    paths = SpeedPaths.of(settings)
-    parts: dict[str, list[str]] = {}
-    for path in committed_files(paths.bars):
-        values = dict(p.split("=", 1) for p in path.parts if "=" in p)
-        if "symbol" in values and "date" in values:
-            parts.setdefault(f"{values['date']}|{values['symbol']}", []).append(path.name)
-    if paths.provisional.is_dir():
-        for path in paths.provisional.glob("*/*.parquet"):
-            stat = path.stat()
-            parts.setdefault(f"{path.stem}|{path.parent.name}", []).append(f"p:{stat.st_mtime_ns}:{stat.st_size}")
-    return {k: hashlib.sha1("\n".join(sorted(v)).encode()).hexdigest()[:16] for k, v in parts.items()}
+SPEED_SOURCES = (SPEED_BARS, SPEED_PROVISIONAL)
+
+
+def speed_changes(settings: Settings, cursor: dict) -> tuple[dict[str, int | None], set[str]]:
+    """Newest versions of the speed tables and the ``date|symbol`` keys their commits since ``cursor``
+    (``{"versions": {table: version}}``) touched."""
+    seen = cursor.get("versions", {})
+    versions: dict[str, int | None] = {}
+    keys: set[str] = set()
+    for name in SPEED_SOURCES:
+        versions[name], touched = lake_read.touched_partitions(settings.lake, name, seen.get(name))
+        keys |= {multi_key(day, symbol) for symbol, day in touched if symbol}
+    return versions, keys
 
 
 def _valid_key(settings: Settings, key: str) -> bool:
@@ -94,21 +95,22 @@ def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
     @dg.sensor(job_name=SPEED_JOB, minimum_interval_seconds=30, default_status=status,
                description="Request speed_daily for each (day, symbol) whose streaming output changed.")
     def speed_output_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        paths = SpeedPaths.of(settings)
-        if not paths.bars.exists() and not paths.provisional.exists():
-            return dg.SkipReason(f"streaming output {paths.bars} does not exist yet")
-        seen = json.loads(context.cursor) if context.cursor else {}
-        requests = []
-        for key, fingerprint in sorted(speed_fingerprints(settings).items()):
-            if seen.get(key) == fingerprint or not _valid_key(settings, key):
-                continue
+        if not any(lake_read.exists(settings.lake, name) for name in SPEED_SOURCES):
+            return dg.SkipReason(f"streaming output {settings.lake / SPEED_BARS} does not exist yet")
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        versions, touched = speed_changes(settings, cursor)
+        todo = sorted(k for k in touched | set(cursor.get("pending", [])) if _valid_key(settings, k))
+        stamp = "-".join(str(versions[name]) for name in SPEED_SOURCES)
+        requests, pending = [], []
+        for key in todo:
             if _in_flight(context.instance, SPEED_JOB, key):
-                continue  # debounce: pick the change up after the running one finishes
-            requests.append(dg.RunRequest(run_key=f"speed:{key}:{fingerprint}", partition_key=key))
-            seen[key] = fingerprint
+                pending.append(key)  # debounce: request it after the running one finishes
+                continue
+            requests.append(dg.RunRequest(run_key=f"speed:{key}:{stamp}", partition_key=key))
+        new_cursor = json.dumps({"versions": versions, "pending": pending}, sort_keys=True)
         if not requests:
-            return dg.SkipReason("no streaming partition changed")
-        return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
+            return dg.SensorResult(skip_reason="no streaming partition changed", cursor=new_cursor)
+        return dg.SensorResult(run_requests=requests, cursor=new_cursor)
 
     @dg.sensor(job_name=MINUTES_JOB, minimum_interval_seconds=60, default_status=status,
                description="Re-fetch batch partitions covered by stream gap markers, below 99 % of minutes, "

@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 
 from crypto_lambda.schema import GLOBAL_LISTING_FLOOR, LISTING_FLOORS, close_time_offset_ms
 from crypto_lambda.timeutil import MINUTE_MS, day_start_ms
+from streaming_service.speed_lake import BAR_COLUMNS, daily_from_minutes  # noqa: F401 - re-exported
 
 EVENT_SCHEMA = (
     "e string, E long, s string, t long, p string, q string, T long, m boolean, "
@@ -35,9 +36,6 @@ NAMED_SCHEMA = (
     "taker_quote:string>, `from`:long, `to`:long, reason:string>"
 )
 SYMBOL_PATTERN = "^[A-Z0-9]{5,20}$"
-BAR_COLUMNS = ("symbol", "open_time", "open", "high", "low", "close", "volume", "quote_volume", "trades",
-               "taker_buy_base", "taker_buy_quote", "source", "date")
-
 
 def _num(text: Column) -> Column:
     return text.try_cast("double")
@@ -153,7 +151,7 @@ def minute_bars(trades: DataFrame, watermark: str = "2 minutes", dedup: bool = T
     return bars.select(
         "symbol", F.col("w.start").alias("open_time"), "open", "high", "low", "close", "volume", "quote_volume",
         "trades", "taker_buy_base", "taker_buy_quote", F.lit("stream").alias("source"),
-        F.date_format("w.start", "yyyy-MM-dd").alias("date"))
+        F.to_date("w.start").alias("date"))  # a DATE, as in raw_klines_1m (the session zone is UTC)
 
 
 def side_records(events: DataFrame) -> DataFrame:
@@ -182,15 +180,3 @@ def bars_from_trades(trades: pd.DataFrame) -> pd.DataFrame:
         volume=("qty", "sum"), trades=("trade_id", "count")).reset_index()
     out["open_time"] = pd.to_datetime(out.pop("open_ms"), unit="ms", utc=True).astype("datetime64[ms, UTC]")
     return out[["symbol", "open_time", "open", "high", "low", "close", "volume", "trades"]]
-
-
-def daily_from_minutes(minutes: pd.DataFrame) -> dict | None:
-    """Daily OHLCV from one symbol-day's minute bars (sorted by open_time), None when there are none."""
-    if minutes is None or not len(minutes):
-        return None
-    minutes = minutes.sort_values("open_time", kind="stable")
-    return {"open": float(minutes["open"].iloc[0]), "high": float(minutes["high"].max()),
-            "low": float(minutes["low"].min()), "close": float(minutes["close"].iloc[-1]),
-            "volume": float(minutes["volume"].sum()), "minutes": int(len(minutes)),
-            "trades": int(minutes["trades"].fillna(0).sum()) if "trades" in minutes else None,
-            "first_minute": minutes["open_time"].iloc[0], "last_minute": minutes["open_time"].iloc[-1]}

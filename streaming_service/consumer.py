@@ -1,19 +1,22 @@
-"""Speed layer job: Kafka -> Spark Structured Streaming -> Parquet, exactly once.
+"""Speed layer job: Kafka -> Spark Structured Streaming -> Delta tables, exactly once.
 
 Two queries on one SparkSession, each with its own checkpoint under ``checkpoints/stream/kafka/``:
 
 * ``bars`` reads the trades topic, parses it with :func:`bars.parse_events`, keeps valid trades, applies an
   event-time watermark (default 2 minutes), drops duplicate trade ids within it and appends 1-minute OHLCV
-  bars through the Parquet file sink partitioned by symbol/date. Exactly once: offsets are journaled in the
-  checkpoint before a batch runs and the sink commits files through ``_spark_metadata``.
-* ``side`` reads all topics once more and, per micro-batch (``foreachBatch``, files named by batch id so a
-  replayed batch overwrites itself), in one pass (:func:`bars.side_records`): quarantines every invalid
-  record (raw bytes, reason, position), stores gap markers, and folds the newest kline update of each minute
-  into the provisional files behind :func:`speed_lake.provisional_daily_bar` (today's bar within one trigger
-  of a tick). Both queries parse with :func:`bars.parse_events`, so a record gets the same verdict in each.
+  bars to the Delta table ``speed_klines_1m`` (partitioned by symbol and the generated ``month``) through
+  Delta's streaming sink. Exactly once: offsets are journaled in the checkpoint before a batch runs, and the
+  sink's commit carries a ``txn`` action (query id, batch id) so a re-run batch is not appended twice.
+* ``side`` reads all topics once more and, per micro-batch (``foreachBatch``), in one pass
+  (:func:`bars.side_records`): appends every invalid record (raw bytes, reason, position) to
+  ``speed_quarantine``, gap markers to ``speed_gaps`` and the newest kline update of each minute to
+  ``speed_provisional_1m`` (read newest-wins by :func:`speed_lake.provisional_daily_bar`: today's bar within
+  one trigger of a tick). Each append is idempotent (``txnAppId`` = the side checkpoint's query id,
+  ``txnVersion`` = the batch id), so a batch replayed after a crash commits nothing twice. Both queries parse
+  with :func:`bars.parse_events`, so a record gets the same verdict in each.
 
 A minute's committed bar appears once the watermark passes its end, i.e. about a minute plus the watermark
-delay after it opened; until then the provisional file has it. In ``available_now`` mode a run stops when
+delay after it opened; until then the provisional table has it. In ``available_now`` mode a run stops when
 it has caught up with the topics' ends at start time; the last ``watermark`` minutes stay in the state store
 until later data moves the watermark (a later run emits them).
 
@@ -24,6 +27,7 @@ Source: Spark's own Kafka connector, ``format("kafka")``, loaded from the jars `
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -35,8 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 
+from crypto_lambda.lake import write as lake_write
+from crypto_lambda.lake.tables import MONTH
 from streaming_service import bars, speed_lake
 from streaming_service.topics import SpeedPaths, Topics
 
@@ -116,20 +121,9 @@ def checkpoint_dir(config: ConsumerConfig, query: str) -> Path:
     return config.paths.checkpoints / "kafka" / query
 
 
-def _guard_output(config: ConsumerConfig) -> None:
-    """A new checkpoint on an output that already has a sink log would silently skip its first batches."""
-    commits = checkpoint_dir(config, "bars") / "commits"
-    meta = config.paths.bars / "_spark_metadata"
-    if meta.is_dir() and any(meta.iterdir()) and not (commits.is_dir() and any(commits.iterdir())):
-        raise ValueError(f"{config.paths.bars} already holds streaming output but {commits.parent} has no "
-                         "checkpoint for it (a deleted checkpoint, or one written by an older release); use another "
-                         "--output or --reset")
-
-
 def reset(config: ConsumerConfig) -> None:
     """Delete the speed layer's outputs and checkpoints: a full re-read of the topics."""
-    for path in (config.paths.bars, config.paths.gaps, config.paths.provisional, config.paths.quarantine,
-                 config.paths.checkpoints):
+    for path in (*config.paths.tables(), config.paths.checkpoints):
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -140,44 +134,67 @@ def _trigger(config: ConsumerConfig) -> dict:
 
 
 def start_bars(spark, config: ConsumerConfig):
+    from pyspark.sql import functions as F
+
     kafka = read_kafka(spark, config, (config.topics.trades,))
     trades = bars.valid_trades(bars.parse_events(kafka, config.expected(), config.max_event_lead_ms))
     out = bars.minute_bars(trades, config.watermark, config.dedup)
-    return (out.writeStream.queryName("speed-bars").format("parquet").outputMode("append")
-            .option("path", str(config.paths.bars))
+    out = out.withColumn(MONTH, F.trunc("date", "MM"))  # a stored column: see speed_lake.BARS_TABLE
+    # Created first (schema, partitioning, properties); the sink then appends into its partitioning.
+    path = lake_write.ensure_table(spark, config.paths.lake, speed_lake.SPEED_BARS)
+    return (out.writeStream.queryName("speed-bars").format("delta").outputMode("append")
             .option("checkpointLocation", str(checkpoint_dir(config, "bars")))
-            .partitionBy("symbol", "date").trigger(**_trigger(config)).start())
+            .trigger(**_trigger(config)).start(str(path)))
+
+
+def query_id(checkpoint: Path) -> str:
+    """The id Spark gave a checkpoint when it created it (``<checkpoint>/metadata``): stable across restarts,
+    new when the checkpoint is deleted, so a fresh checkpoint's batch 0 is not mistaken for the old one's."""
+    try:
+        return json.loads((checkpoint / "metadata").read_text(encoding="utf-8"))["id"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise RuntimeError(f"no query id in checkpoint {checkpoint} (started by Spark?)") from exc
+
+
+def _provisional_rows(klines: pd.DataFrame) -> pd.DataFrame:
+    open_time = pd.to_datetime(klines["kline_open_ms"], unit="ms", utc=True)
+    return pd.DataFrame({
+        "symbol": klines["symbol"], "open_time": open_time,
+        "open": klines["k_open"], "high": klines["k_high"], "low": klines["k_low"], "close": klines["k_close"],
+        "volume": klines["k_volume"], "trades": klines["k_trades"].astype("Int64"),
+        "closed": klines["k_closed"].astype(bool), "event_ms": klines["event_ms"].astype("int64"),
+        "received_ms": speed_lake.utc_ms(klines["kafka_ts"]).astype("int64"), "date": open_time.dt.date})
 
 
 def side_batch(config: ConsumerConfig):
-    """The foreachBatch body: quarantine, gap markers, provisional minutes. Idempotent per batch id."""
+    """The foreachBatch body: quarantine, gap markers, provisional minutes; one idempotent append per table
+    that has rows (keyed by the batch id, so a replayed batch is skipped)."""
 
     paths = config.paths
+    app_id: list[str] = []  # resolved on the first batch: Spark writes the checkpoint's metadata at start
+
+    def append(spark, name: str, frame: pd.DataFrame, batch_id: int) -> None:
+        if not app_id:
+            app_id.append(f"speed-side-{query_id(checkpoint_dir(config, 'side'))}")
+        lake_write.append_once(spark, paths.lake, name, frame, app_id=app_id[0], txn_version=batch_id)
 
     def run(events, batch_id: int) -> None:
         rows = bars.side_records(events).toPandas()
+        spark = events.sparkSession
         bad = rows[rows["kind"] == "bad"]
         if len(bad):
-            bad = bad.assign(batch_id=batch_id, kafka_ts=speed_lake.utc_ms(bad["kafka_ts"]))
-            speed_lake.write_batch_file(paths.quarantine, batch_id, pa.Table.from_pandas(
-                bad, schema=speed_lake.STREAM_QUARANTINE_SCHEMA, preserve_index=False))
+            append(spark, speed_lake.SPEED_QUARANTINE,
+                   bad.assign(batch_id=batch_id, kafka_ts=speed_lake.utc_ms(bad["kafka_ts"])), batch_id)
             log.warning("batch %d: %d records quarantined (%s)", batch_id, len(bad),
                         ", ".join(f"{r}={n}" for r, n in bad["reason"].value_counts().items()))
         gaps = rows[rows["kind"] == "gap"]
         if len(gaps):
             gaps = gaps.rename(columns={"gap_from_ms": "from_ms", "gap_to_ms": "to_ms", "reason": "_",
                                         "gap_reason": "reason"})
-            speed_lake.write_batch_file(paths.gaps, batch_id, pa.Table.from_pandas(
-                gaps, schema=speed_lake.GAP_SCHEMA, preserve_index=False))
+            append(spark, speed_lake.SPEED_GAPS, gaps, batch_id)
         klines = rows[rows["kind"] == "kline"]
         if len(klines):
-            klines = pd.DataFrame({
-                "symbol": klines["symbol"], "open_time": pd.to_datetime(klines["kline_open_ms"], unit="ms", utc=True),
-                "open": klines["k_open"], "high": klines["k_high"], "low": klines["k_low"], "close": klines["k_close"],
-                "volume": klines["k_volume"], "trades": klines["k_trades"].astype("Int64"),
-                "closed": klines["k_closed"].astype(bool), "event_ms": klines["event_ms"].astype("int64"),
-                "received_ms": speed_lake.utc_ms(klines["kafka_ts"]).astype("int64")})
-            speed_lake.merge_provisional(paths.provisional, klines)
+            append(spark, speed_lake.SPEED_PROVISIONAL, _provisional_rows(klines), batch_id)
 
     return run
 
@@ -236,7 +253,6 @@ def _sql_conf(spark, conf: dict[str, str]) -> Iterator[None]:
 
 def start(spark, config: ConsumerConfig) -> list:
     """Start the configured queries; returns the StreamingQuery handles."""
-    _guard_output(config)
     log.info("speed layer reading %s from %s", ",".join(config.topics.all()), config.bootstrap)
     started = []
     with _sql_conf(spark, STREAM_SQL_CONF):

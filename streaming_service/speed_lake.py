@@ -1,40 +1,50 @@
-"""Reading (and the small writes of) the speed layer's outputs without Spark.
+"""The speed layer's Delta tables, and reading them without Spark (delta-rs).
 
-Minute bars are written by Spark's file sink under ``lake/speed_klines_1m/symbol=X/date=Y/`` and are
-exactly-once only through its commit log ``_spark_metadata``: a batch killed mid-write can leave part files
-that no log entry lists. :func:`read_speed_bars` therefore reads only files the log lists (latest
-``N.compact`` plus later batch files), so the Dagster sensor, a live page or a test see what Spark would.
+Four tables under ``CRYPTO_LAMBDA_HOME/lake``, registered in :data:`crypto_lambda.lake.tables.TABLES`:
 
-In-progress minutes come from the kline stream: the consumer keeps, per symbol and UTC day, the newest kline
-update of every minute in ``lake/speed_provisional_1m/SYMBOL/YYYY-MM-DD.parquet`` (rewritten atomically,
-newest-wins, so replaying a micro-batch is harmless). :func:`provisional_daily_bar` = committed minute bars
-plus provisional minutes not yet committed, i.e. "today so far" seconds after a tick instead of after the
-watermark. Gap markers and quarantined records are one Parquet file per micro-batch, named by batch id, so
-a re-run batch overwrites its own file (exactly once).
+* ``speed_klines_1m``: committed 1-minute bars, written by the bars query through Delta's streaming sink
+  (append; its checkpoint and the table's ``txn`` actions make it exactly once). Same schema and
+  partitioning (symbol, month) as ``raw_klines_1m``, so a reader of one reads the other; but ``month`` is a
+  plain column the query sets, not a generated one (measured: with a generated column the sink loses the
+  query's watermark, and no bar is ever emitted).
+* ``speed_provisional_1m``: the kline stream's newest update of each minute, appended raw per micro-batch
+  (one row per symbol-minute and batch) and reduced newest-wins on read (:func:`read_provisional`). Appending
+  instead of rewriting keeps each batch one small commit; maintenance compacts the files.
+* ``speed_gaps``: the producer's gap markers (minutes the REST refill must fetch).
+* ``speed_quarantine``: every invalid record with its raw bytes and Kafka position. A table of its own, not
+  the shared ``quarantine``: that one holds text (``raw`` string) and file positions, a Kafka record is bytes
+  (not always UTF-8) at (topic, partition, offset), and the stream's reasons are its own.
+
+The side query appends to the last three with :func:`crypto_lambda.lake.write.append_once` keyed by the
+micro-batch id, so a re-run batch is skipped. Readers see committed versions only: a batch killed mid-write
+leaves files no version references, and nobody reads them.
+
+This module imports neither Spark nor :mod:`streaming_service.bars` (which does): the live page and the
+sensors use it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import re
-from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from crypto_lambda.config import Settings, validate_symbol
-from crypto_lambda.lake import atomic_write_table, partition_path
-from streaming_service.bars import BAR_COLUMNS, daily_from_minutes
-from streaming_service.topics import SpeedPaths
+from crypto_lambda.lake import read as lake_read
+from crypto_lambda.lake.tables import MONTH, RAW_SCHEMA, Table, register
 
-_LOG_NAME = re.compile(r"^(\d+)(\.compact)?$")
+SPEED_BARS = "speed_klines_1m"
+SPEED_GAPS = "speed_gaps"
+SPEED_PROVISIONAL = "speed_provisional_1m"
+SPEED_QUARANTINE = "speed_quarantine"
+
+BAR_COLUMNS = tuple(RAW_SCHEMA.names)
 PROVISIONAL_SCHEMA = pa.schema([
     ("symbol", pa.string()), ("open_time", pa.timestamp("ms", tz="UTC")), ("open", pa.float64()),
     ("high", pa.float64()), ("low", pa.float64()), ("close", pa.float64()), ("volume", pa.float64()),
     ("trades", pa.int64()), ("closed", pa.bool_()), ("event_ms", pa.int64()), ("received_ms", pa.int64()),
+    pa.field("date", pa.date32(), nullable=False),
 ])
 GAP_SCHEMA = pa.schema([
     ("symbol", pa.string()), ("from_ms", pa.int64()), ("to_ms", pa.int64()), ("reason", pa.string()),
@@ -46,74 +56,15 @@ STREAM_QUARANTINE_SCHEMA = pa.schema([
     ("batch_id", pa.int64()),
 ])
 
-
-def committed_files(output: Path) -> list[Path]:
-    """Data files a Spark file sink has committed, from ``<output>/_spark_metadata``."""
-    meta = output / "_spark_metadata"
-    if not meta.is_dir():
-        return []
-    logs: dict[int, Path] = {}
-    compacts: list[int] = []
-    for entry in meta.iterdir():
-        match = _LOG_NAME.match(entry.name)
-        if match:
-            logs[int(match.group(1))] = entry
-            if match.group(2):
-                compacts.append(int(match.group(1)))
-    start = max(compacts, default=-1)
-    files: dict[str, None] = {}
-    for batch in sorted(b for b in logs if b >= start):
-        lines = logs[batch].read_text(encoding="utf-8").splitlines()
-        for line in lines[1:]:  # first line is the log version, e.g. "v1"
-            if not line.strip():
-                continue
-            item = json.loads(line)
-            if item.get("action", "add") == "delete":
-                files.pop(item["path"], None)
-            else:
-                files[item["path"]] = None
-    return [_local(output, uri) for uri in files]
-
-
-def _local(output: Path, uri: str) -> Path:
-    """Log entries are absolute URIs; fall back to the partition-relative tail if the lake was moved."""
-    path = Path(unquote(urlparse(uri).path))
-    if path.exists():
-        return path
-    parts = path.parts
-    tail = [p for p in parts[-3:] if "=" in p or p.endswith(".parquet")]
-    return output.joinpath(*tail)
-
-
-def partition_values(path: Path) -> dict[str, str]:
-    return dict(p.split("=", 1) for p in path.parts if "=" in p)
-
-
-def read_speed_bars(settings: Settings, symbol: str | None = None, day: dt.date | None = None,
-                    output: Path | None = None, files: list[Path] | None = None) -> pd.DataFrame:
-    """Committed streaming minute bars (optionally one symbol and/or UTC day), sorted by symbol and time.
-    ``files``: :func:`committed_files` of ``output`` when the caller already has them (the sink's log grows
-    with history, so a reader of several days parses it once)."""
-    output = output or SpeedPaths.of(settings).bars
-    wanted_symbol = validate_symbol(symbol) if symbol else None
-    tables = []
-    for path in committed_files(output) if files is None else files:
-        values = partition_values(path.relative_to(output) if path.is_relative_to(output) else path)
-        if wanted_symbol and values.get("symbol") != wanted_symbol:
-            continue
-        if day and values.get("date") != day.isoformat():
-            continue
-        table = pq.read_table(path)
-        n = table.num_rows
-        for name in ("symbol", "date"):
-            if name not in table.column_names:
-                table = table.append_column(name, pa.array([values.get(name)] * n, pa.string()))
-        tables.append(table.select(list(BAR_COLUMNS)))
-    if not tables:
-        return _empty_bars()
-    frame = pa.concat_tables(tables, promote_options="default").to_pandas()
-    frame["open_time"] = utc_ms(frame["open_time"])
-    return frame.sort_values(["symbol", "open_time"], kind="stable").reset_index(drop=True)
+# ``month`` stored, not generated: the streaming sink cannot write a table with a generated column and keep
+# the query's watermark (see Table.generated_month); the bars query sets it.
+BARS_TABLE = register(Table(SPEED_BARS, RAW_SCHEMA, ("symbol", MONTH), ("symbol", "open_time"),
+                            generated_month=False))
+PROVISIONAL_TABLE = register(Table(SPEED_PROVISIONAL, PROVISIONAL_SCHEMA, ("symbol", MONTH),
+                                   ("symbol", "open_time", "event_ms")))
+GAPS_TABLE = register(Table(SPEED_GAPS, GAP_SCHEMA, ("symbol",), ("symbol", "from_ms", "to_ms")))
+QUARANTINE_TABLE = register(Table(SPEED_QUARANTINE, STREAM_QUARANTINE_SCHEMA, ("topic",),
+                                  ("topic", "partition", "offset")))
 
 
 def utc_ms(series: pd.Series) -> pd.Series:
@@ -123,62 +74,58 @@ def utc_ms(series: pd.Series) -> pd.Series:
     return series.dt.tz_convert("UTC").astype("datetime64[ms, UTC]")
 
 
-def _empty_bars() -> pd.DataFrame:
-    frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in BAR_COLUMNS})
-    frame["symbol"] = frame["symbol"].astype(str)
-    frame["open_time"] = pd.Series(dtype="datetime64[ms, UTC]")
-    frame["trades"] = frame["trades"].astype("int64")
-    frame["source"] = frame["source"].astype(str)
-    frame["date"] = frame["date"].astype(str)
+def _symbols(symbol: str | list[str] | tuple[str, ...] | None) -> list[str] | None:
+    if symbol is None:
+        return None
+    return [validate_symbol(s) for s in ([symbol] if isinstance(symbol, str) else symbol)]
+
+
+def read_speed_bars(settings: Settings, symbol: str | list[str] | None = None, day: dt.date | None = None,
+                    end: dt.date | None = None) -> pd.DataFrame:
+    """Committed streaming minute bars (optionally of one symbol or a list, and of UTC days [day, end];
+    ``end`` defaults to ``day``), sorted by symbol and open time."""
+    frame = lake_read.read(settings.lake, SPEED_BARS, _symbols(symbol), day, end or day)
+    frame["open_time"] = utc_ms(frame["open_time"])
     return frame
 
 
 # -- provisional minutes -------------------------------------------------------------------------------------
 
-def provisional_path(folder: Path, symbol: str, day: dt.date) -> Path:
-    return partition_path(folder.parent, folder.name, symbol, day)
+def newest_wins(updates: pd.DataFrame) -> pd.DataFrame:
+    """One row per (symbol, minute): the newest update by event time, a closed kline last (what the exchange
+    sends last), so replays and reordering across batches give the same result."""
+    ordered = updates.sort_values(["symbol", "open_time", "event_ms", "closed"], kind="stable")
+    return ordered.drop_duplicates(["symbol", "open_time"], keep="last").reset_index(drop=True)
 
 
-def _read_provisional_file(path: Path) -> pd.DataFrame:
-    if not path.exists():
-        return PROVISIONAL_SCHEMA.empty_table().to_pandas()
-    return pq.read_table(path, schema=PROVISIONAL_SCHEMA).to_pandas()
+def read_provisional(settings: Settings, symbol: str | list[str] | None = None, day: dt.date | None = None,
+                     end: dt.date | None = None) -> pd.DataFrame:
+    """Newest kline-stream state of each minute (may include minutes already committed)."""
+    frame = lake_read.read(settings.lake, SPEED_PROVISIONAL, _symbols(symbol), day, end or day)
+    frame["open_time"] = utc_ms(frame["open_time"])
+    return newest_wins(frame)
 
 
-def read_provisional(settings: Settings, symbol: str, day: dt.date, folder: Path | None = None) -> pd.DataFrame:
-    """Newest kline-stream state of each minute of a symbol-day (may include minutes already committed)."""
-    return _read_provisional_file(provisional_path(folder or SpeedPaths.of(settings).provisional, symbol, day))
+def daily_from_minutes(minutes: pd.DataFrame) -> dict | None:
+    """Daily OHLCV from one symbol-day's minute bars (sorted by open_time), None when there are none."""
+    if minutes is None or not len(minutes):
+        return None
+    minutes = minutes.sort_values("open_time", kind="stable")
+    return {"open": float(minutes["open"].iloc[0]), "high": float(minutes["high"].max()),
+            "low": float(minutes["low"].min()), "close": float(minutes["close"].iloc[-1]),
+            "volume": float(minutes["volume"].sum()), "minutes": int(len(minutes)),
+            "trades": int(minutes["trades"].fillna(0).sum()) if "trades" in minutes else None,
+            "first_minute": minutes["open_time"].iloc[0], "last_minute": minutes["open_time"].iloc[-1]}
 
 
-def merge_provisional(folder: Path, updates: pd.DataFrame) -> int:
-    """Fold the newest kline updates into each symbol-day file; newest wins, so replays are harmless."""
-    if updates is None or not len(updates):
-        return 0
-    updates = updates.copy()
-    updates["open_time"] = utc_ms(updates["open_time"])
-    written = 0
-    for (symbol, day), part in updates.groupby([updates["symbol"], updates["open_time"].dt.date]):
-        path = provisional_path(folder, symbol, day)
-        merged = pd.concat([_read_provisional_file(path), part[list(PROVISIONAL_SCHEMA.names)]],
-                           ignore_index=True)
-        merged = merged.sort_values(["open_time", "event_ms", "closed"], kind="stable")
-        merged = merged.drop_duplicates("open_time", keep="last").reset_index(drop=True)
-        atomic_write_table(pa.Table.from_pandas(merged, schema=PROVISIONAL_SCHEMA, preserve_index=False), path)
-        written += 1
-    return written
+_DAY_COLS = ["open_time", "open", "high", "low", "close", "volume", "trades"]
 
 
-def provisional_daily_bar(settings: Settings, symbol: str, day: dt.date, paths: SpeedPaths | None = None,
-                          committed: pd.DataFrame | None = None) -> dict | None:
-    """"Today so far": committed minute bars (``committed``: the day's, if the caller has read them already),
-    plus provisional (kline-stream) minutes not committed yet."""
-    paths = paths or SpeedPaths.of(settings)
-    if committed is None:
-        committed = read_speed_bars(settings, symbol, day, output=paths.bars)
-    provisional = read_provisional(settings, symbol, day, folder=paths.provisional)
+def combine_day(symbol: str, day: dt.date, committed: pd.DataFrame, provisional: pd.DataFrame) -> dict | None:
+    """"Today so far" of one symbol-day: its committed minutes plus provisional minutes not committed yet."""
     fresh = provisional[~provisional["open_time"].isin(committed["open_time"])]
-    cols = ["open_time", "open", "high", "low", "close", "volume", "trades"]
-    minutes = pd.concat([committed[cols], fresh[cols]], ignore_index=True) if len(fresh) else committed[cols]
+    minutes = pd.concat([committed[_DAY_COLS], fresh[_DAY_COLS]], ignore_index=True) if len(fresh) \
+        else committed[_DAY_COLS]
     bar = daily_from_minutes(minutes)
     if bar is None:
         return None
@@ -188,24 +135,39 @@ def provisional_daily_bar(settings: Settings, symbol: str, day: dt.date, paths: 
     return bar
 
 
+def _by_day(frame: pd.DataFrame) -> dict[tuple[str, dt.date], pd.DataFrame]:
+    if not len(frame):
+        return {}
+    return {(s, d): part for (s, d), part in frame.groupby(["symbol", "date"], sort=False)}
+
+
+def provisional_daily_bars(settings: Settings, symbols: list[str], start: dt.date,
+                           end: dt.date) -> dict[tuple[str, dt.date], dict]:
+    """:func:`combine_day` of every (symbol, day) in symbols x [start, end] with data; one read per table."""
+    committed = _by_day(read_speed_bars(settings, symbols, start, end))
+    provisional = _by_day(read_provisional(settings, symbols, start, end))
+    empty_c, empty_p = RAW_SCHEMA.empty_table().to_pandas(), PROVISIONAL_SCHEMA.empty_table().to_pandas()
+    bars = {}
+    for key in sorted(set(committed) | set(provisional)):
+        bar = combine_day(key[0], key[1], committed.get(key, empty_c), provisional.get(key, empty_p))
+        if bar is not None:
+            bars[key] = bar
+    return bars
+
+
+def provisional_daily_bar(settings: Settings, symbol: str, day: dt.date,
+                          committed: pd.DataFrame | None = None) -> dict | None:
+    """"Today so far" of one symbol-day (``committed``: its minute bars, if the caller has read them)."""
+    if committed is None:
+        committed = read_speed_bars(settings, symbol, day)
+    return combine_day(symbol, day, committed, read_provisional(settings, symbol, day))
+
+
 # -- gap markers and quarantine ------------------------------------------------------------------------------
-
-def write_batch_file(folder: Path, batch_id: int, table: pa.Table) -> Path:
-    return atomic_write_table(table, folder / f"batch-{batch_id:012d}.parquet")
-
-
-def _read_folder(folder: Path, schema: pa.Schema) -> pd.DataFrame:
-    files = sorted(folder.glob("batch-*.parquet")) if folder.is_dir() else []
-    if not files:
-        return schema.empty_table().to_pandas()
-    return pa.concat_tables([pq.read_table(f, schema=schema) for f in files]).to_pandas()
-
 
 def read_gaps(settings: Settings, symbol: str | None = None) -> pd.DataFrame:
     """Gap markers (symbol, from_ms, to_ms, reason): minutes in [from, to] need a REST refill."""
-    frame = _read_folder(SpeedPaths.of(settings).gaps, GAP_SCHEMA)
-    if symbol:
-        frame = frame[frame["symbol"] == symbol]
+    frame = lake_read.read(settings.lake, SPEED_GAPS, _symbols(symbol))
     return frame.drop_duplicates(["symbol", "from_ms", "to_ms"]).sort_values(["symbol", "from_ms"]).reset_index(
         drop=True)
 
@@ -220,4 +182,4 @@ def gap_minutes(gaps: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_stream_quarantine(settings: Settings) -> pd.DataFrame:
-    return _read_folder(SpeedPaths.of(settings).quarantine, STREAM_QUARANTINE_SCHEMA)
+    return lake_read.read(settings.lake, SPEED_QUARANTINE)

@@ -1,4 +1,4 @@
-"""Names shared by producer, consumer and readers: Kafka topics, lake folders, checkpoint folders.
+"""Names shared by producer, consumer and readers: Kafka topics, the speed layer's tables, checkpoint folders.
 
 One topic per stream kind (trades, klines) plus one for gap markers; key = symbol. Defaults can be
 overridden with ``KAFKA_TOPIC_PREFIX`` (e.g. per test) or per topic on the command line.
@@ -11,13 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crypto_lambda.config import Settings
+from streaming_service.speed_lake import SPEED_BARS, SPEED_GAPS, SPEED_PROVISIONAL, SPEED_QUARANTINE
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_WS_URL = "wss://stream.binance.com:9443"
-SPEED_BARS = "speed_klines_1m"
-SPEED_GAPS = "speed_gaps"
-SPEED_PROVISIONAL = "speed_provisional_1m"
-QUARANTINE_KIND = "stream"
 
 
 def bootstrap_servers() -> str:
@@ -49,18 +46,32 @@ class Topics:
 
 @dataclass(frozen=True)
 class SpeedPaths:
-    """Where the speed layer keeps its outputs and checkpoints under CRYPTO_LAMBDA_HOME."""
+    """Where the speed layer keeps its tables, checkpoints and the producer's spill under CRYPTO_LAMBDA_HOME."""
 
-    bars: Path
-    gaps: Path
-    provisional: Path
-    quarantine: Path
+    lake: Path
     checkpoints: Path
     spill: Path
 
     @classmethod
     def of(cls, settings: Settings) -> SpeedPaths:
-        return cls(bars=settings.lake / SPEED_BARS, gaps=settings.lake / SPEED_GAPS,
-                   provisional=settings.lake / SPEED_PROVISIONAL,
-                   quarantine=settings.quarantine / QUARANTINE_KIND,
-                   checkpoints=settings.checkpoints / "stream", spill=settings.home / "spill" / "producer")
+        return cls(lake=settings.lake, checkpoints=settings.checkpoints / "stream",
+                   spill=settings.home / "spill" / "producer")
+
+    @property
+    def bars(self) -> Path:
+        return self.lake / SPEED_BARS
+
+    @property
+    def gaps(self) -> Path:
+        return self.lake / SPEED_GAPS
+
+    @property
+    def provisional(self) -> Path:
+        return self.lake / SPEED_PROVISIONAL
+
+    @property
+    def quarantine(self) -> Path:
+        return self.lake / SPEED_QUARANTINE
+
+    def tables(self) -> tuple[Path, ...]:
+        return (self.bars, self.gaps, self.provisional, self.quarantine)

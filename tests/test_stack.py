@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pandas as pd
@@ -24,12 +25,12 @@ import pytest
 from crypto_lambda import machine
 from crypto_lambda.config import Settings
 from crypto_lambda.exchange.recording import Recording
+from crypto_lambda.lake import read as lake_read
 from crypto_lambda.stack import procs
 from crypto_lambda.stack.health import component_health
 from crypto_lambda.stack.state import read_state, state_path
 from crypto_lambda.timeutil import today_utc
-from streaming_service.speed_lake import committed_files, read_gaps, read_speed_bars
-from streaming_service.topics import SpeedPaths
+from streaming_service.speed_lake import SPEED_BARS, read_gaps, read_speed_bars
 
 pytestmark = pytest.mark.timeout(720)
 BIN = Path(sys.executable).parent
@@ -149,9 +150,10 @@ def test_up_runs_restarts_and_stops_the_whole_stack(stack: dict[str, Any]) -> No
     assert states.items() >= {"speed_output_sensor": "RUNNING", "gap_repair_sensor": "RUNNING",
                               "automation_condition_sensor": "RUNNING"}.items(), sensors
 
-    # The stream reaches the lake: committed Parquet minute bars.
-    bars = SpeedPaths.of(settings).bars
-    files = _wait("first committed Parquet bars", lambda: committed_files(bars), 150, proc, log)
+    # The stream reaches the lake: committed minute bars in the Delta table.
+    uris = _wait("first committed minute bars", lambda: lake_read.file_uris(settings.lake, SPEED_BARS), 150, proc,
+                 log)
+    files = [Path(unquote(urlparse(u).path)) for u in uris]
     assert all(f.suffix == ".parquet" and f.exists() for f in files)
 
     # A child killed with SIGKILL comes back.

@@ -1,5 +1,5 @@
 """Speed layer end to end with a real broker, real Spark and a real WebSocket: replay exchange -> producer
--> Apache Kafka -> Structured Streaming (available-now) -> Parquet."""
+-> Apache Kafka -> Structured Streaming (available-now) -> Delta tables, read back with delta-rs."""
 
 from __future__ import annotations
 
@@ -8,14 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from crypto_lambda.config import Settings
 from crypto_lambda.exchange.recording import Recording
+from crypto_lambda.lake import read as lake_read
 from streaming_service import consumer
 from streaming_service.broker import EmbeddedBroker
 from streaming_service.harness import ReplayRun, expected_trades, read_topic, trades_frame
 from streaming_service.speed_lake import (
+    SPEED_BARS,
     gap_minutes,
     provisional_daily_bar,
     read_gaps,
@@ -76,6 +79,7 @@ def test_streamed_hour_equals_recorded_klines_and_bad_records_are_quarantined(
     config = consumer.ConsumerConfig(bootstrap=broker.bootstrap, paths=paths, topics=topics, available_now=True)
     consumer.run(config, spark)
 
+    day = pd.Timestamp(start, unit="ms", tz="UTC").date()
     bars = read_speed_bars(settings)
     assert not bars.duplicated(["symbol", "open_time"]).any()
     assert (bars["source"] == "stream").all()
@@ -86,17 +90,21 @@ def test_streamed_hour_equals_recorded_klines_and_bad_records_are_quarantined(
         for col in ("open", "high", "low", "close"):
             assert (got[col].to_numpy() == want[col].to_numpy()).all(), col
         np.testing.assert_allclose(got["volume"], want["volume"], rtol=1e-9, atol=0)
-        assert (got["date"] == want.index.strftime("%Y-%m-%d")).all()
+        assert (got["date"] == want.index.date).all()
     hour_end = f"open_time < timestamp_millis({start + HOUR})"
-    spark_count = spark.read.parquet(str(paths.bars)).where(hour_end).count()
-    assert spark_count == 120  # Spark's own reader (through _spark_metadata) agrees
+    spark_count = spark.read.format("delta").load(str(paths.bars)).where(hour_end).count()
+    assert spark_count == 120  # Spark's own Delta reader agrees with delta-rs
+    table = lake_read.open_table(settings.lake, SPEED_BARS)  # partitioned like raw klines, by the sink
+    assert table.metadata().partition_columns == ["symbol", "month"]
+    actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+    assert {a["partition.month"] for a in actions} == {day.replace(day=1)}
+    assert all(e["operation"] == "STREAMING UPDATE" for e in lake_read.history(settings.lake, SPEED_BARS)[:-1])
 
-    quarantined = read_stream_quarantine(settings)
+    quarantined = read_stream_quarantine(settings)  # one idempotent append per batch that had bad records
     assert len(quarantined) == len(MALFORMED)
     assert sorted(quarantined["reason"]) == sorted(m[3] for m in MALFORMED)
     assert set(quarantined["raw"]) == {m[2] for m in MALFORMED}
 
-    day = pd.Timestamp(start, unit="ms", tz="UTC").date()
     for symbol in SYMBOLS:
         bar = provisional_daily_bar(settings, symbol, day)
         want = recording.minutes(symbol, start, end)

@@ -15,7 +15,6 @@ import pytest
 from crypto_lambda.exchange.recording import Recording
 from crypto_lambda.exchange.replay import ReplayKnobs, ReplayServer
 from crypto_lambda.exchange.replay_ws import MinuteTable, StreamKnobs, configure_streams, minute_events, minute_trades
-from streaming_service.speed_lake import committed_files
 from streaming_service.spill import SpilledRecord, SpillFile
 
 pytestmark = pytest.mark.timeout(120)
@@ -106,26 +105,6 @@ def test_spill_file_replays_in_order_and_skips_a_torn_line(tmp_path: Path) -> No
     assert reopened.pending == 6  # counts lines, the torn one included; replay skips it
     reopened.remove(segments[0], 6)
     assert reopened.pending == 0 and not reopened.segments()
-
-
-def test_committed_files_honours_compaction_and_ignores_orphans(tmp_path: Path) -> None:
-    out = tmp_path / "bars"
-    meta = out / "_spark_metadata"
-    meta.mkdir(parents=True)
-    files = [out / "symbol=BTCUSDT" / "date=2025-01-01" / f"part-{i}.parquet" for i in range(4)]
-    for f in files:
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_bytes(b"")
-
-    def log(name: str, paths: list[Path]) -> None:
-        lines = ["v1"] + [json.dumps({"path": p.as_uri(), "action": "add"}) for p in paths]
-        (meta / name).write_text("\n".join(lines))
-
-    log("0", [files[0]])  # superseded by the compact file below
-    log("9.compact", [files[0], files[1]])
-    log("10", [files[2]])
-    (meta / ".11.tmp").write_text("v1\n")  # an uncommitted log temp file; files[3] is an orphan
-    assert sorted(committed_files(out)) == sorted(files[:3])
 
 
 def test_daily_bar_rule_matches_pandas_reference() -> None:

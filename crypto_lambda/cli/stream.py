@@ -99,8 +99,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                  "(exactly once), quarantine, gap markers and provisional minutes.")
         _bootstrap_arg(parser)
         _topic_args(parser)
-        parser.add_argument("--output", type=Path, help="minute-bar output folder "
-                                                        "(default $CRYPTO_LAMBDA_HOME/lake/speed_klines_1m)")
+        parser.add_argument("--output", type=Path, help="lake folder the speed layer's Delta tables go to "
+                                                        "(default $CRYPTO_LAMBDA_HOME/lake)")
         parser.add_argument("--checkpoint", type=Path,
                             help="checkpoint root (default $CRYPTO_LAMBDA_HOME/checkpoints/stream)")
         parser.add_argument("--trigger-seconds", type=float, default=5.0, help="micro-batch interval (default 5)")
@@ -191,7 +191,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
     settings = load_settings()
     paths = SpeedPaths.of(settings)
     if args.output:
-        paths = paths.__class__(**{**paths.__dict__, "bars": args.output.resolve()})
+        paths = paths.__class__(**{**paths.__dict__, "lake": args.output.resolve()})
     if args.checkpoint:
         paths = paths.__class__(**{**paths.__dict__, "checkpoints": args.checkpoint.resolve()})
     queries = tuple(q.strip() for q in args.queries.split(",") if q.strip())

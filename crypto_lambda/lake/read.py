@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from urllib.parse import unquote
 
 import pandas as pd
 import pyarrow as pa
@@ -132,3 +133,80 @@ def sizes_of(delta_table) -> dict:
     """:func:`file_sizes` of an open ``DeltaTable``."""
     actions = pa.table(delta_table.get_add_actions(flatten=True))
     return {"files": actions.num_rows, "bytes": int(pc.sum(actions.column("size_bytes")).as_py() or 0)}
+
+
+# -- following a table's log (the speed sensor) --------------------------------------------------------------
+
+Partition = tuple[str, dt.date]
+
+
+def _days(low, high) -> list[dt.date]:
+    low, high = (v if isinstance(v, dt.date) else dt.date.fromisoformat(str(v)[:10]) for v in (low, high))
+    return [low + dt.timedelta(days=i) for i in range((high - low).days + 1)]
+
+
+def _file_dates(path: Path) -> list[dt.date]:
+    """The distinct dates of one data file, for an add action without statistics (rare: Spark writes them)."""
+    import pyarrow.parquet as pq
+
+    return sorted(set(pq.read_table(path, columns=["date"]).column("date").to_pylist()))
+
+
+def snapshot_partitions(lake: Path, name: str, as_of: int | str | None = None) -> set[Partition]:
+    """(symbol, date) pairs the table's files hold, from the add actions (partition values, min/max ``date``
+    statistics): no data file is opened. A file spanning days counts for each day between its min and max."""
+    if not exists(lake, name):
+        return set()
+    actions = pa.table(open_table(lake, name, as_of).get_add_actions(flatten=True)).to_pylist()
+    out: set[Partition] = set()
+    for act in actions:
+        symbol, low, high = act.get("partition.symbol"), act.get("min.date"), act.get("max.date")
+        days = _days(low, high) if low is not None and high is not None else \
+            _file_dates(table_path(lake, name) / act["path"])
+        out.update((symbol, d) for d in days)
+    return out
+
+
+def _log_entry(lake: Path, name: str, version_: int) -> list[dict] | None:
+    path = table_path(lake, name) / "_delta_log" / f"{version_:020d}.json"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _added(lake: Path, name: str, add: dict) -> set[Partition]:
+    symbol = (add.get("partitionValues") or {}).get("symbol")
+    stats = json.loads(add["stats"]) if add.get("stats") else {}
+    low, high = (stats.get(k, {}).get("date") for k in ("minValues", "maxValues"))
+    days = _days(low, high) if low and high else _file_dates(table_path(lake, name) / unquote(add["path"]))
+    return {(symbol, d) for d in days}
+
+
+def touched_partitions(lake: Path, name: str, after_version: int | None) -> tuple[int | None, set[Partition]]:
+    """The table's newest version and the (symbol, date) partitions that commits after ``after_version`` added
+    rows to (their add actions with ``dataChange``; compaction rewrites nothing new and is skipped).
+
+    ``after_version`` None (a first look) or above the newest version (the table was recreated), or a commit
+    file already removed by log cleanup: every partition of the newest snapshot, since what changed can no
+    longer be told. Reads ``_delta_log/<version>.json``
+    directly: those are immutable once written, and a version at or below the newest one is complete.
+    """
+    if not exists(lake, name):
+        return after_version, set()
+    newest = open_table(lake, name).version()
+    if after_version == newest:
+        return newest, set()
+    if after_version is None or after_version > newest:  # > : the table was deleted and written anew
+        return newest, snapshot_partitions(lake, name, newest)
+    touched: set[Partition] = set()
+    for v in range(after_version + 1, newest + 1):
+        entry = _log_entry(lake, name, v)
+        if entry is None:
+            return newest, snapshot_partitions(lake, name, newest)
+        for action in entry:
+            add = action.get("add")
+            if add and add.get("dataChange", True):
+                touched |= _added(lake, name, add)
+    return newest, touched

@@ -62,6 +62,10 @@ class Table:
     schema: pa.Schema | None
     partition_by: tuple[str, ...] = ("symbol",)
     key: tuple[str, ...] = ("symbol", "date")
+    # False: ``month`` is a plain column the writer sets (``trunc(date, 'MM')``). For tables Delta's streaming
+    # sink writes: with a generated column the sink re-plans each batch, and the query's watermark and input
+    # metrics never see its rows (the watermark stays at 0, an append-mode aggregation emits nothing).
+    generated_month: bool = True
 
     @property
     def by_month(self) -> bool:
@@ -131,7 +135,8 @@ def ddl_columns(spec: Table) -> str:
     assert spec.schema is not None
     cols = [f"`{f.name}` {spark_type(f.type)}{'' if f.nullable else ' NOT NULL'}" for f in spec.schema]
     if spec.by_month:
-        cols.append(f"`{MONTH}` DATE GENERATED ALWAYS AS ({MONTH_EXPR})")
+        cols.append(f"`{MONTH}` DATE GENERATED ALWAYS AS ({MONTH_EXPR})" if spec.generated_month
+                    else f"`{MONTH}` DATE NOT NULL")
     return ", ".join(cols)
 
 

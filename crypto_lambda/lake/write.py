@@ -95,6 +95,8 @@ def to_spark(spark, spec: Table, frame):
 def _one_task_per_partition(spec: Table, df):
     from pyspark.sql import functions as F
 
+    if spec.by_month and not spec.generated_month:
+        df = df.withColumn(MONTH, F.trunc("date", "MM"))
     cols = [F.trunc("date", "MM") if c == MONTH else F.col(c) for c in spec.partition_by]
     return df.repartition(*cols)
 

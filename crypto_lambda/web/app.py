@@ -16,6 +16,7 @@ from aiohttp import web
 
 from crypto_lambda.config import Settings
 from crypto_lambda.httpserver import BackgroundServer
+from crypto_lambda.lake.tables import is_table
 from crypto_lambda.web.data import DEFAULT_MINUTES, MAX_MINUTES, SnapshotCache, snapshot
 from crypto_lambda.web.page import PAGE
 from streaming_service.topics import SpeedPaths
@@ -60,7 +61,7 @@ async def healthz(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS_KEY]
     paths = SpeedPaths.of(settings)
     return web.json_response({"status": "ok", "symbols": list(settings.symbols),
-                              "speed_output": (paths.bars / "_spark_metadata").is_dir(),
+                              "speed_output": is_table(paths.bars),
                               "cache_reads": request.app[CACHE_KEY].reads}, headers=NO_STORE)
 
 

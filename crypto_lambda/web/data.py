@@ -1,10 +1,12 @@
-"""What the live page shows, read from the streaming consumer's Parquet output without Spark.
+"""What the live page shows, read from the streaming consumer's Delta tables with delta-rs (no JVM, no
+pyspark import).
 
-Minute bars come from :func:`streaming_service.speed_lake.read_speed_bars` (only files Spark's
-``_spark_metadata`` log lists, so a half-written micro-batch never shows up), the day's bar from
-:func:`provisional_daily_bar` (committed minutes plus the kline stream's in-progress minutes). Only the last
-day or two of one symbol are read per request, so the cost does not grow with the history the stream has
-written; :class:`SnapshotCache` keeps a result for a few seconds so many open browsers cost one scan.
+Minute bars come from :func:`streaming_service.speed_lake.read_speed_bars` (one committed table version, so
+a half-written micro-batch never shows up), the day's bar from :func:`provisional_daily_bar` (committed
+minutes plus the kline stream's in-progress minutes). Which days exist comes from the tables' add actions
+(partition values and ``date`` statistics, no Parquet opened); then only the last day or two of one symbol
+are read per request, so the cost of the data read does not grow with the history the stream has written.
+:class:`SnapshotCache` keeps a result for a few seconds so many open browsers cost one scan.
 """
 
 from __future__ import annotations
@@ -14,15 +16,13 @@ import datetime as dt
 import math
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pandas as pd
 
-from crypto_lambda import lake as lk
 from crypto_lambda.config import Settings
+from crypto_lambda.lake import read as lake_read
 from crypto_lambda.timeutil import MINUTE_MS
-from streaming_service.speed_lake import committed_files, partition_values, provisional_daily_bar, read_speed_bars
-from streaming_service.topics import SpeedPaths
+from streaming_service.speed_lake import SPEED_BARS, SPEED_PROVISIONAL, provisional_daily_bar, read_speed_bars
 
 MAX_MINUTES = 1440
 DEFAULT_MINUTES = 120
@@ -43,24 +43,9 @@ def _num(value) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else value
 
 
-def committed_days(paths: SpeedPaths, symbol: str, files: list[Path] | None = None) -> list[dt.date]:
-    """UTC days with committed minute bars for ``symbol``, from the sink's log (no Parquet is opened;
-    ``files``: that log's :func:`committed_files`, if already read)."""
-    days: set[dt.date] = set()
-    for path in committed_files(paths.bars) if files is None else files:
-        values = partition_values(path)
-        if values.get("symbol") == symbol and "date" in values:
-            try:
-                days.add(dt.date.fromisoformat(values["date"]))
-            except ValueError:
-                continue
-    return sorted(days)
-
-
-def provisional_days(paths: SpeedPaths, symbol: str) -> list[dt.date]:
-    """UTC days the kline stream has in-progress minutes for (``speed_provisional_1m/SYMBOL/DAY.parquet``,
-    the lake's per-day layout)."""
-    return lk.partition_days(paths.provisional.parent, paths.provisional.name, symbol)
+def table_days(settings: Settings, name: str, symbol: str) -> list[dt.date]:
+    """UTC days a speed table has rows for ``symbol``, from its add actions (no Parquet is opened)."""
+    return sorted(day for sym, day in lake_read.snapshot_partitions(settings.lake, name) if sym == symbol)
 
 
 def bar_dict(row) -> dict:
@@ -86,21 +71,13 @@ def snapshot(settings: Settings, symbol: str, minutes: int = DEFAULT_MINUTES) ->
     The provisional day is the newest day with either committed bars or in-progress minutes, so just after
     midnight UTC the page shows the new day as soon as its first kline update arrives.
     """
-    paths = SpeedPaths.of(settings)
-    files = committed_files(paths.bars)  # the sink's log, parsed once for the days and every read below
-    days = committed_days(paths, symbol, files)
+    days = table_days(settings, SPEED_BARS, symbol)
     wanted = days[-(minutes // MAX_MINUTES + 2):]  # enough whole days to cover ``minutes`` bars
-    by_day = {day: read_speed_bars(settings, symbol, day, output=paths.bars, files=files) for day in wanted}
-    frames = [f for f in by_day.values() if len(f)]
-    bars = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if len(bars):
-        bars = bars.sort_values("open_time", kind="stable").tail(minutes)
-    rows = [bar_dict(r) for r in bars.itertuples(index=False)] if len(bars) else []
-    day = max([*days[-1:], *provisional_days(paths, symbol)[-1:]], default=None)
-    if day and day not in by_day:  # a day with in-progress minutes only
-        by_day[day] = read_speed_bars(settings, symbol, day, output=paths.bars, files=files)
-    daily = daily_dict(provisional_daily_bar(settings, symbol, day, paths=paths,
-                                             committed=by_day[day])) if day else None
+    bars = read_speed_bars(settings, symbol, wanted[0], wanted[-1]) if wanted else None
+    rows = [bar_dict(r) for r in bars.tail(minutes).itertuples(index=False)] if bars is not None else []
+    day = max([*days[-1:], *table_days(settings, SPEED_PROVISIONAL, symbol)[-1:]], default=None)
+    committed = bars[bars["date"] == day] if bars is not None and day in wanted else None
+    daily = daily_dict(provisional_daily_bar(settings, symbol, day, committed=committed)) if day else None
     candidates = [rows[-1]["t"] + MINUTE_MS] if rows else []  # a bar is complete at its close
     if daily and daily["as_of_ms"] is not None:
         candidates.append(int(daily["as_of_ms"]))
