@@ -37,12 +37,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
+from deltalake import DeltaTable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from common import Figure, log  # noqa: E402
 
+from crypto_lambda.lake.tables import is_table  # noqa: E402
 from crypto_lambda.machine import free_port  # noqa: E402
 from streaming_service.broker import EmbeddedBroker, ensure_topics  # noqa: E402
 from streaming_service.topics import Topics  # noqa: E402
@@ -288,11 +289,10 @@ def live(bootstrap: str, seconds: float, warmup: float, speed: float, tpm: int, 
         for name, pid in (("broker", broker_pid), ("producer", producer.pid), ("consumer", consumer.pid)):
             peaks[name] = max(peaks[name], rss_mb(pid))
         now = time.time()
-        for path in provisional.rglob("*.parquet") if provisional.is_dir() else []:
-            try:
-                table = pq.read_table(path, columns=["symbol", "open_time", "event_ms", "received_ms"])
-            except Exception:  # noqa: BLE001 - replaced while reading
-                continue
+        # Only what the table has committed counts as visible (delta-rs reads the newest version).
+        if is_table(provisional):
+            table = DeltaTable(str(provisional)).to_pyarrow_dataset().to_table(
+                columns=["symbol", "open_time", "event_ms", "received_ms"])
             for row in zip(*(table[c].to_pylist() for c in table.column_names), strict=True):
                 if row[3] / 1000 >= measured_from:
                     seen.setdefault(row[:3], now - row[3] / 1000)

@@ -214,9 +214,12 @@ def _forecasts(state: DemoState, defs, instance, first: dt.date, last: dt.date) 
 
 
 def _count_rows(folder: Path) -> int:
-    import pyarrow.parquet as pq
+    """Rows in a Delta table's newest version (files older versions left behind do not count)."""
+    from deltalake import DeltaTable
 
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in folder.rglob("*.parquet")) if folder.is_dir() else 0
+    from crypto_lambda.lake.tables import is_table
+
+    return DeltaTable(str(folder)).to_pyarrow_dataset().count_rows() if is_table(folder) else 0
 
 
 def _last_days(settings: Settings, symbol: str, n: int = 7) -> list[str]:

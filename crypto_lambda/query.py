@@ -28,8 +28,6 @@ import crypto_lambda.forecast.tables  # noqa: F401 - registers the forecasts' ta
 from crypto_lambda.config import Settings
 from crypto_lambda.lake import maintenance as lake_tables
 
-SPEED_BARS = "speed_klines_1m"
-
 
 @dataclass(frozen=True)
 class AsOf:

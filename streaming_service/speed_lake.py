@@ -32,12 +32,16 @@ import pyarrow as pa
 
 from crypto_lambda.config import Settings, validate_symbol
 from crypto_lambda.lake import read as lake_read
-from crypto_lambda.lake.tables import MONTH, RAW_SCHEMA, Table, register
-
-SPEED_BARS = "speed_klines_1m"
-SPEED_GAPS = "speed_gaps"
-SPEED_PROVISIONAL = "speed_provisional_1m"
-SPEED_QUARANTINE = "speed_quarantine"
+from crypto_lambda.lake.tables import (
+    MONTH,
+    RAW_SCHEMA,
+    SPEED_BARS,
+    SPEED_GAPS,
+    SPEED_PROVISIONAL,
+    SPEED_QUARANTINE,
+    Table,
+    register,
+)
 
 BAR_COLUMNS = tuple(RAW_SCHEMA.names)
 PROVISIONAL_SCHEMA = pa.schema([

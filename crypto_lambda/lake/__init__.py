@@ -2,7 +2,6 @@
 :mod:`.tables`, Spark writes in :mod:`.write`, JVM-free reads in :mod:`.read`), plus the atomic file helpers
 for what stays a file (state JSON, charts) in :mod:`.files`."""
 
-from crypto_lambda.lake.files import *  # noqa: F403 - legacy per-file helpers until every caller moved
 from crypto_lambda.lake.files import atomic_text
 from crypto_lambda.lake.tables import (
     DAILY_FILLED,

@@ -1,6 +1,6 @@
 """One-time upgrade of a home written by the old file-per-day layout into the lake's Delta tables.
 
-Old layouts recognised (the only code that still reads them; :mod:`crypto_lambda.lake.files` goes away):
+Old layouts recognised (the only code that still reads them):
 ``lake/<dataset>/<SYMBOL>/<YYYY-MM-DD>.parquet`` per day, ``lake/<dataset>/<SYMBOL>/<name>.parquet`` beside
 them (realized-vol history), ``lake/<dataset>/<SYMBOL>.parquet`` per symbol, other ``lake/<dataset>/*.parquet``
 (speed gap markers per micro-batch), Spark file-sink output (``symbol=X/date=Y/`` part files, only those its

@@ -38,6 +38,11 @@ SPEED_DAILY = "speed_daily"
 SERVING_DAILY = "serving_daily"
 REALIZED_VOL = "realized_vol_daily"
 QUARANTINE = "quarantine"
+# The speed layer's tables (their specs are registered by streaming_service/speed_lake.py, which owns the schemas).
+SPEED_BARS = "speed_klines_1m"
+SPEED_GAPS = "speed_gaps"
+SPEED_PROVISIONAL = "speed_provisional_1m"
+SPEED_QUARANTINE = "speed_quarantine"
 
 MONTH = "month"
 MONTH_EXPR = "trunc(date, 'MM')"
