@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from crypto_lambda.errors import Fault
 from crypto_lambda.exchange.recording import sample_bars
 from crypto_lambda.lake import migrate, read
 from crypto_lambda.schema import DAILY_SCHEMA, KLINE_SCHEMA, QUARANTINE_SCHEMA, REALIZED_VOL_SCHEMA
@@ -219,16 +220,16 @@ def test_checksums_name_the_day_that_differs() -> None:
 
 
 def test_cli_gate_and_dry_run(tmp_path: Path, monkeypatch, capsys) -> None:
-    """Every command but `lake` refuses an old-layout home, naming the fix; forecast outputs or quarantine
-    files alone (writers that may still produce files) do not lock a home out; --dry-run lists, moves nothing."""
+    """Every command but `lake` refuses an old-layout home, naming the fix (old forecast outputs or quarantine
+    files alone too: no writer produces them any more); --dry-run lists, moves nothing."""
     from crypto_lambda.cli import main
 
     home = tmp_path / "home"
     monkeypatch.setenv("CRYPTO_LAMBDA_HOME", str(home))
     _write(pa.table({"model": ["naive"]}), home / "lake" / "forecast_metrics" / "BTCUSDT.parquet")
     _write(pa.table({"reason": ["x"]}), home / "quarantine" / "import" / "a.parquet")
-    migrate.check_migrated(home)
-    assert migrate.old_layout_datasets(home) == ["forecast_metrics", "quarantine"]
+    with pytest.raises(Fault, match=r"\(forecast_metrics, quarantine\): run `crypto-lambda lake migrate` once"):
+        migrate.check_migrated(home)
 
     build_old_home(home, full=False)
     before = _tree(home / "lake")

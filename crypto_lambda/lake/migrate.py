@@ -155,21 +155,19 @@ def find_old(home: Path, list_files: bool = True) -> list[OldDataset]:
     return found
 
 
-def old_layout_datasets(home: Path, core_only: bool = False) -> list[str]:
-    """Names of the old-layout datasets in ``home`` (no Parquet opened). ``core_only``: only the lake's own
-    tables and file-sink outputs, not quarantine or outputs of unknown schema (forecasts), which a writer not
-    yet moved to Delta may still produce as files: those must not lock a fresh home out of every command."""
+def old_layout_datasets(home: Path) -> list[str]:
+    """Names of the old-layout datasets in ``home`` (no Parquet opened)."""
     try:
         found = find_old(home, list_files=False)
     except MigrationError:
         return ["(mixed)"]
-    return [d.name for d in found if not core_only or (d.name in TABLES and d.name != QUARANTINE)
-            or (d.root / "_spark_metadata").is_dir()]
+    return [d.name for d in found]
 
 
 def check_migrated(home: Path) -> None:
-    """Refuse to run on an old-layout home (its core tables) with a message that says what to do."""
-    names = old_layout_datasets(home, core_only=True)
+    """Refuse to run on an old-layout home with a message that says what to do: every writer now writes Delta,
+    so any old file-per-day dataset is data the tables would silently miss."""
+    names = old_layout_datasets(home)
     if names:
         raise Fault(f"{home} has datasets in the old file-per-day layout ({', '.join(names)}): run "
                     "`crypto-lambda lake migrate` once to convert them to Delta tables (verified before any "
