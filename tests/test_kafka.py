@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from kafka.errors import KafkaError
 
 from crypto_lambda.config import Settings
 from crypto_lambda.exchange.recording import Recording
@@ -68,9 +69,17 @@ def test_cluster_ids_never_look_like_an_option(monkeypatch: pytest.MonkeyPatch) 
 
 
 def _wait_isr(bootstrap: str, topic: str, size: int, timeout: float = 90.0) -> dict:
+    """Partition states once every partition has ``size`` in-sync replicas (or at the timeout). A node that is
+    (re)starting refuses connections for a moment, and the admin client may pick it first: retried."""
     deadline = time.monotonic() + timeout
     while True:
-        state = partition_state(bootstrap, topic)
+        try:
+            state = partition_state(bootstrap, topic)
+        except KafkaError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+            continue
         if all(len(p["isr"]) == size for p in state.values()) or time.monotonic() > deadline:
             return state
         time.sleep(0.5)

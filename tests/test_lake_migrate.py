@@ -16,6 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import crypto_lambda.forecast.tables  # noqa: F401 - registered, as `lake migrate` has them
+import streaming_service.speed_lake  # noqa: F401 - registered, as `lake migrate` has them
 from crypto_lambda.errors import Fault
 from crypto_lambda.exchange.recording import sample_bars
 from crypto_lambda.lake import migrate, read
@@ -112,7 +114,10 @@ def _file_sink(out: Path) -> pd.DataFrame:
     lines = ["v1"]
     for symbol in SYMBOLS:
         minutes = _minutes(symbol, DAYS[0]).head(30)
-        bars = minutes[["open_time", "open", "high", "low", "close", "volume"]]
+        # The old release's BAR_COLUMNS without the partition columns (symbol, date), as its file sink wrote them.
+        bars = minutes[["open_time", "open", "high", "low", "close", "volume", "quote_volume", "trades",
+                        "taker_buy_base", "taker_buy_quote"]].assign(source="stream")
+        bars["open_time"] = bars["open_time"].astype("datetime64[us, UTC]")  # Spark writes microseconds
         rel = f"symbol={symbol}/date={DAYS[0]}/part-00000-{symbol}.c000.snappy.parquet"
         _write(bars, out / rel)
         lines.append(json.dumps({"path": f"file:///elsewhere/home/lake/speed_klines_1m/{rel}", "size": 1,
