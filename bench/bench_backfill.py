@@ -1,4 +1,5 @@
-"""A Dagster backfill of 365 days x 2 symbols of 1-minute klines from the replay exchange (target <= 120 s).
+"""A Dagster backfill of 365 days x 2 symbols of 1-minute klines from the replay exchange (targets: <= 120 s;
+<= 2x the raw fetch alone in the same run, issue #13).
 
 Why: the shipped recording has 90 days of minutes, so the exchange serves a 365-day slice of the bootstrapped
 input (real 1-minute days, resampled), shifted to end yesterday. The exchange runs in this process; the
@@ -37,6 +38,7 @@ from crypto_lambda.timeutil import DAY_MS, MINUTES_PER_DAY, yesterday_utc  # noq
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 TARGET_S = 120.0
+TARGET_RATIO = 2.0  # issue #13: the backfill within 2x the raw fetch of the same run
 FETCH_CHUNK_DAYS = 30  # as crypto_assets.assets.batch.raw fetches
 
 
@@ -163,7 +165,8 @@ def measure(days: int) -> tuple[list[Figure], dict]:
     runs_ok = len(outcome["runs"]) == 2 and outcome["success"]
     figures = [
         Figure(f"backfill {days} d x {len(SYMBOLS)} (run_backfill)", outcome["seconds"], "s", fetch["seconds"],
-               f"<= {TARGET_S:.0f} s", outcome["seconds"] <= TARGET_S, "baseline = the raw fetch alone; steps: "
+               f"<= {TARGET_RATIO:g}x baseline", outcome["seconds"] <= TARGET_RATIO * fetch["seconds"],
+               "baseline = the raw fetch alone; steps: "
                + ", ".join(f"{k} {v}s" for k, v in outcome["steps"].items())),
         Figure("backfill process (spawn->exit)", round(wall, 2), "s", fetch["seconds"], f"<= {TARGET_S:.0f} s",
                wall <= TARGET_S, f"imports + defs + instance ready at {result['t_ready']}s"),

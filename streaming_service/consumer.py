@@ -4,9 +4,10 @@ Two queries on one SparkSession, each with its own checkpoint under ``checkpoint
 
 * ``bars`` reads the trades topic, parses it with :func:`bars.parse_events`, keeps valid trades, applies an
   event-time watermark (default 2 minutes), drops duplicate trade ids within it and appends 1-minute OHLCV
-  bars to the Delta table ``speed_klines_1m`` (partitioned by symbol and the generated ``month``) through
-  Delta's streaming sink. Exactly once: offsets are journaled in the checkpoint before a batch runs, and the
-  sink's commit carries a ``txn`` action (query id, batch id) so a re-run batch is not appended twice.
+  bars to the Delta table ``speed_klines_1m`` (partitioned by symbol and ``month``, a stored column: the sink
+  cannot fill a generated one) through Delta's streaming sink. Exactly once: offsets are journaled in the
+  checkpoint before a batch runs, and the sink's commit carries a ``txn`` action (query id, batch id) so a
+  re-run batch is not appended twice.
 * ``side`` reads all topics once more and, per micro-batch (``foreachBatch``), in one pass
   (:func:`bars.side_records`): appends every invalid record (raw bytes, reason, position) to
   ``speed_quarantine``, gap markers to ``speed_gaps`` and the newest kline update of each minute to
@@ -40,6 +41,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from crypto_lambda.lake import read as lake_read
 from crypto_lambda.lake import write as lake_write
 from crypto_lambda.lake.tables import MONTH
 from streaming_service import bars, speed_lake
@@ -119,6 +121,17 @@ def read_kafka(spark, config: ConsumerConfig, topics: tuple[str, ...]):
 
 def checkpoint_dir(config: ConsumerConfig, query: str) -> Path:
     return config.paths.checkpoints / "kafka" / query
+
+
+def _guard_output(config: ConsumerConfig) -> None:
+    """A new checkpoint on a bars table that already holds bars would read the topics from the start again and
+    append every bar a second time (the sink's idempotence is per query id, which a new checkpoint changes)."""
+    commits = checkpoint_dir(config, "bars") / "commits"
+    has_commits = commits.is_dir() and any(commits.iterdir())
+    if not has_commits and lake_read.file_count(config.paths.lake, speed_lake.SPEED_BARS) > 0:
+        raise ValueError(f"{config.paths.bars} already holds streaming bars but {commits.parent} has no checkpoint "
+                         "for them (a deleted checkpoint, or one written by an older release): reading the topics "
+                         "again would store those bars twice; use another --output or --reset")
 
 
 def reset(config: ConsumerConfig) -> None:
@@ -253,6 +266,8 @@ def _sql_conf(spark, conf: dict[str, str]) -> Iterator[None]:
 
 def start(spark, config: ConsumerConfig) -> list:
     """Start the configured queries; returns the StreamingQuery handles."""
+    if "bars" in config.queries:
+        _guard_output(config)
     log.info("speed layer reading %s from %s", ",".join(config.topics.all()), config.bootstrap)
     started = []
     with _sql_conf(spark, STREAM_SQL_CONF):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,12 @@ def test_streamed_hour_equals_recorded_klines_and_bad_records_are_quarantined(
     actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
     assert {a["partition.month"] for a in actions} == {day.replace(day=1)}
     assert all(e["operation"] == "STREAMING UPDATE" for e in lake_read.history(settings.lake, SPEED_BARS)[:-1])
+
+    # A deleted checkpoint on a table that has bars would read the topics again and store every bar twice.
+    shutil.rmtree(consumer.checkpoint_dir(config, "bars"))
+    with pytest.raises(ValueError, match="already holds streaming bars"):
+        consumer.run(config, spark)
+    assert len(read_speed_bars(settings)) == len(bars)
 
     quarantined = read_stream_quarantine(settings)  # one idempotent append per batch that had bad records
     assert len(quarantined) == len(MALFORMED)
