@@ -69,7 +69,11 @@ def _spark_jvm_died(wait_s: float = 3.0) -> bool:
 def _spark(exc: BaseException) -> tuple[int, str] | None:
     """Spark's errors: out of memory and a dead JVM are faults; an analysis or parse error is bad SQL."""
     names = {cls.__name__ for cls in type(exc).__mro__}
-    text = str(exc)
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - a Py4JJavaError asks the JVM for its text; a dead JVM cannot answer
+        text = "Answer from Java side is empty"
+        names.add("Py4JError")
     if "OutOfMemoryError" in text or "OutOfMemoryError" in _java_class(exc):
         return FAULT, ("Spark ran out of memory: narrow the query (LIMIT, WHERE, aggregate) or give it more "
                        "with SPARK_DRIVER_MEMORY=4g")

@@ -9,8 +9,11 @@ Every unplanned disconnect yields one gap marker per symbol, published when that
 arrives on the new connection: ``{"e":"gap","s","from","to"}`` with ``from`` = the last event time
 before the drop and ``to`` = the first after, both exchange time, so the batch layer refills
 ``[from, to]`` from REST. Trades and kline updates already forwarded are never forwarded twice (trade
-ids and kline event times only go up per symbol). Startup publishes no gap: history before the first
-connection is the batch layer's job.
+ids and kline event times only go up per symbol). A restarted process (after a crash, a SIGKILL or a stop)
+publishes one gap marker per symbol from the last event time its predecessor saved (``last_seen.json`` beside
+the spill, rewritten every second, so the marker may start up to a second early, never late) to its first new
+event, so the minutes no process saw are refilled from REST; a first start publishes none (history before the
+first connection is the batch layer's job).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 
 import aiohttp
 
+from crypto_lambda.lake.files import atomic_text
 from crypto_lambda.timeutil import now_ms
 from streaming_service.publisher import Delivered, Publisher, PublisherConfig
 from streaming_service.spill import SpillFile
@@ -91,6 +95,21 @@ class _Buffered:
             self.first_trade.setdefault(data["s"], int(data.get("t", -1)))
 
 
+LAST_SEEN_FILE = "last_seen.json"
+
+
+def _load_last_seen(path: Path) -> dict[str, int]:
+    """The previous process's last event time per symbol; {} on a first start or an unreadable file (then no
+    restart marker: the batch layer's completeness checks still find the hole)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): int(v) for k, v in data.items() if isinstance(v, int) and v > 0}
+
+
 class StreamProducer:
     """Run with ``await run()`` (stops when ``stop()`` is called) or :meth:`start_thread` for tests."""
 
@@ -102,9 +121,12 @@ class StreamProducer:
             bootstrap=config.bootstrap, topics=config.topics.all(), partitions=config.partitions,
             create_topics=config.create_topics, queue_size=config.queue_size), self.spill, on_delivered)
         self.last_seen: dict[str, int] = {}  # symbol -> last event time forwarded (exchange ms)
+        self.last_seen_file = config.spill_dir / LAST_SEEN_FILE
         self.trade_hw: dict[str, int] = {}
         self.kline_hw: dict[str, tuple[int, int, bool]] = {}
-        self.pending_gap: dict[str, tuple[int, str]] = {}
+        self.pending_gap: dict[str, tuple[int, str]] = {
+            symbol: (ms, "restart") for symbol, ms in _load_last_seen(self.last_seen_file).items()
+            if symbol in config.symbols}
         self.gap_markers: list[dict] = []
         self._active = 0
         self._active_event_ms = 0  # newest exchange event time the active connection delivered (any stream)
@@ -170,6 +192,8 @@ class StreamProducer:
 
     def _publish_gap(self, symbol: str, to_ms: int, data: dict) -> None:
         from_ms, reason = self.pending_gap.pop(symbol)
+        if to_ms <= from_ms:  # a restart that resumes at or before where the last process stopped: no hole
+            return
         marker = {"e": "gap", "E": now_ms(), "s": symbol, "from": from_ms, "to": to_ms, "reason": reason}
         self.gap_markers.append(marker)
         self.stats.gaps += 1
@@ -327,18 +351,34 @@ class StreamProducer:
                      self.spill.pending, s.gaps, s.duplicates)
             last, last_at, s.max_lag_ms = s.forwarded, now, 0
 
+    async def _save_last_seen(self) -> None:
+        """Every second: where each symbol's stream got to, for the next process's restart gap marker."""
+        assert self._stop is not None
+        saved: dict[str, int] = {}
+        while True:
+            if self.last_seen != saved:
+                saved = dict(self.last_seen)
+                atomic_text(self.last_seen_file, json.dumps(saved, sort_keys=True) + "\n")
+            if self._stop.is_set():
+                return
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=1.0)
+            except TimeoutError:
+                pass
+
     async def run(self) -> None:
         self._stop = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         if not self.publisher.is_alive():
             self.publisher.start()
-        reporter = asyncio.create_task(self._report())
+        tasks = [asyncio.create_task(self._report()), asyncio.create_task(self._save_last_seen())]
         try:
             async with aiohttp.ClientSession() as session:
                 await self._supervise(session)
         finally:
-            reporter.cancel()
-            await asyncio.gather(reporter, return_exceptions=True)
+            self._stop.set()  # the saver writes its last state and ends
+            tasks[0].cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.to_thread(self.publisher.close)
 
     def stop(self) -> None:

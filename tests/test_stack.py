@@ -239,7 +239,14 @@ def _restart_on_the_same_home(stack: dict[str, Any], all_healthy: Callable[[], A
         for lo, hi in zip(marked["from_ms"], marked["to_ms"], strict=True):
             hit |= (ms + 60_000 > lo) & (ms <= hi)
         span = recorded.open_ms[(recorded.open_ms >= ms[0]) & (recorded.open_ms <= ms[-1])]
-        assert len(span) == len(ms), f"{symbol}: {len(span) - len(ms)} minutes lost across the restart"
+        # A minute may be absent only where the producer marked a gap (its SIGKILL above: at 30x a 3 s outage is
+        # 90 s of market time, so a whole minute can go unseen); the batch layer refills those from REST.
+        absent = np.setdiff1d(span, ms)
+        marked_absent = np.zeros(len(absent), dtype=bool)
+        for lo, hi in zip(marked["from_ms"], marked["to_ms"], strict=True):
+            marked_absent |= (absent + 60_000 > lo) & (absent <= hi)
+        assert marked_absent.all(), (f"{symbol}: {(~marked_absent).sum()} minutes lost outside the producer's gap "
+                                     f"markers: {absent[~marked_absent].tolist()}")
         want = pd.DataFrame({c: recorded.cols[c][rows] for c in ("open", "high", "low", "close", "volume")},
                             index=got.index)[~hit]
         assert len(want) >= 15, f"{symbol}: too few comparable minutes ({len(want)})"

@@ -143,3 +143,32 @@ def test_each_record_is_parsed_once_and_classified(spark) -> None:
     # Lifted only for a replay faster than the clock: then the same record is a valid trade.
     unbounded = {r.offset: r.reason for r in bars.parse_events(kafka, {"t.trades": "trade"}, None).collect()}
     assert unbounded[5] is None and unbounded[4] == "invalid_trade_time"
+
+
+def test_a_restarted_producer_marks_the_gap_since_its_predecessor_last_saw_each_symbol(tmp_path: Path) -> None:
+    """A SIGKILLed producer's successor cannot know what it missed unless the predecessor said where it got to:
+    the successor marks [saved, first new event] per symbol, and nothing when it resumes at or before it."""
+    import json
+
+    from streaming_service.producer import LAST_SEEN_FILE, ProducerConfig, StreamProducer
+
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    (spill / LAST_SEEN_FILE).write_text(json.dumps({"BTCUSDT": 1_000_000, "ETHUSDT": 5_000_000, "XRPUSDT": 1}))
+    config = ProducerConfig(symbols=("BTCUSDT", "ETHUSDT"), bootstrap="127.0.0.1:1", ws_url="ws://127.0.0.1:1",
+                            spill_dir=spill)
+    producer = StreamProducer(config)
+
+    def trade(symbol: str, event_ms: int, trade_id: int) -> str:
+        return json.dumps({"stream": f"{symbol.lower()}@trade", "data": {
+            "e": "trade", "E": event_ms, "s": symbol, "t": trade_id, "p": "1", "q": "1", "T": event_ms, "m": False}})
+
+    producer.handle(trade("BTCUSDT", 1_090_000, 1), conn=0)  # 90 s after the predecessor's last event
+    producer.handle(trade("ETHUSDT", 4_990_000, 1), conn=0)  # replayed from before it: no hole
+    producer.handle(trade("BTCUSDT", 1_095_000, 2), conn=0)
+    assert [(m["s"], m["from"], m["to"], m["reason"]) for m in producer.gap_markers] == [
+        ("BTCUSDT", 1_000_000, 1_090_000, "restart")]
+    fresh = StreamProducer(ProducerConfig(symbols=("BTCUSDT",), bootstrap="127.0.0.1:1", ws_url="ws://127.0.0.1:1",
+                                          spill_dir=tmp_path / "first-start"))
+    fresh.handle(trade("BTCUSDT", 1_090_000, 1), conn=0)
+    assert fresh.gap_markers == []  # a first start has no predecessor: history is the batch layer's job
