@@ -215,11 +215,10 @@ def _forecasts(state: DemoState, defs, instance, first: dt.date, last: dt.date) 
 
 def _count_rows(folder: Path) -> int:
     """Rows in a Delta table's newest version (files older versions left behind do not count)."""
-    from deltalake import DeltaTable
-
+    from crypto_lambda.lake.read import open_folder
     from crypto_lambda.lake.tables import is_table
 
-    return DeltaTable(str(folder)).to_pyarrow_dataset().count_rows() if is_table(folder) else 0
+    return open_folder(folder).to_pyarrow_dataset().count_rows() if is_table(folder) else 0
 
 
 def _last_days(settings: Settings, symbol: str, n: int = 7) -> list[str]:

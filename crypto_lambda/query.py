@@ -26,7 +26,7 @@ from pyspark.sql import SparkSession
 
 import crypto_lambda.forecast.tables  # noqa: F401 - registers the forecasts' tables
 from crypto_lambda.config import Settings
-from crypto_lambda.lake import maintenance as lake_tables
+from crypto_lambda.lake import read as lake_tables
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from crypto_lambda.lake import maintenance
+from crypto_lambda.lake import read as lake_read
 from crypto_lambda.lake import read as lr
 from crypto_lambda.lake import tables as lt
 from crypto_lambda.lake import write as lw
@@ -73,7 +74,7 @@ def test_maintenance_asset_compacts_every_table_keeping_rows_and_time_travel(spa
     pd.testing.assert_frame_equal(lr.read(lake, lt.DAILY_OHLCV), rows_before)  # same rows, one file
     assert len(lr.file_uris(lake, lt.DAILY_OHLCV)) == 1
     pd.testing.assert_frame_equal(lr.read(lake, lt.DAILY_OHLCV, as_of=before_version), rows_before)
-    stream = maintenance.open_folder(lake / STREAM).to_pyarrow_table()
+    stream = lake_read.open_folder(lake / STREAM).to_pyarrow_table()
     assert sorted(stream.column("id").to_pylist()) == list(range(30))
 
     assert main(["history", lt.DAILY_OHLCV, "--json"]) == 0

@@ -23,10 +23,10 @@ def _first(metrics: dict, *keys: str):
 
 
 def history_rows(lake, name: str, limit: int | None) -> list[dict]:
-    from crypto_lambda.lake import maintenance
+    from crypto_lambda.lake import read
 
     rows = []
-    for entry in maintenance.history(lake, name, limit):
+    for entry in read.table_history(lake, name, limit):
         metrics = entry["metrics"]
         rows.append({"version": entry["version"], "time": entry["timestamp"].isoformat(timespec="seconds"),
                      "operation": entry["operation"], "run_id": entry["user_metadata"].get("run_id"),

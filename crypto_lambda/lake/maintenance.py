@@ -8,8 +8,8 @@
   Delta's ``retentionDurationCheck`` stays on: a shorter retention (``retain_hours``) is refused by Delta
   unless an operator turns the check off for a session on purpose; this module never does.
 
-The tables are every Delta table folder under the lake, registered in ``TABLES`` or not (the streaming
-table's spec lives with the speed layer): :func:`lake_tables`.
+The tables are every Delta table folder under the lake, registered in ``TABLES`` or not:
+:func:`crypto_lambda.lake.read.lake_tables`.
 """
 
 from __future__ import annotations
@@ -21,49 +21,15 @@ from pathlib import Path
 
 from crypto_lambda.lake import read as lake_read
 from crypto_lambda.lake import write as lake_write
-from crypto_lambda.lake.tables import TABLE_PROPERTIES, TABLES, is_table
+from crypto_lambda.lake.read import lake_tables, open_folder
+from crypto_lambda.lake.tables import SPEED_BARS, TABLE_PROPERTIES
 
 log = logging.getLogger(__name__)
 
 RETENTION_PROPERTY = "delta.deletedFileRetentionDuration"
 RETENTION = TABLE_PROPERTIES[RETENTION_PROPERTY]  # "interval 7 days"
-STREAMING_TABLE = "speed_klines_1m"  # compacted daily like the rest: a micro-batch adds a file per partition
+STREAMING_TABLE = SPEED_BARS  # compacted daily like the rest: a micro-batch adds a file per partition
 _USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
-
-
-def lake_tables(lake: Path) -> dict[str, Path]:
-    """Every Delta table under ``lake`` by name (folder name), sorted; folders without a log are not tables."""
-    if not lake.is_dir():
-        return {}
-    return {p.name: p for p in sorted(lake.iterdir()) if p.is_dir() and not p.name.startswith((".", "_"))
-            and is_table(p)}
-
-
-def known_names(lake: Path) -> list[str]:
-    """The registered tables and any other table on disk: what ``history`` and ``query`` accept."""
-    return sorted(set(TABLES) | set(lake_tables(lake)))
-
-
-def table_folder(lake: Path, name: str) -> Path:
-    """The folder of table ``name``; a clear error listing the tables when it is neither registered nor on disk,
-    or registered but not written yet."""
-    found = lake_tables(lake)
-    if name in found:
-        return found[name]
-    if name in TABLES:
-        raise FileNotFoundError(f"lake table {name} has no commits yet ({lake / name})")
-    raise ValueError(f"unknown lake table {name!r}; known: {', '.join(known_names(lake))}")
-
-
-def open_folder(path: Path):
-    from deltalake import DeltaTable
-
-    return DeltaTable(str(path))
-
-
-def history(lake: Path, name: str, limit: int | None = None) -> list[dict]:
-    """Commit log of any table under the lake, newest first (see :func:`crypto_lambda.lake.read.history`)."""
-    return lake_read.history_of(open_folder(table_folder(lake, name)), limit)
 
 
 def disk_files(path: Path) -> dict:

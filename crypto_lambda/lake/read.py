@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from crypto_lambda.config import validate_symbol
-from crypto_lambda.lake.tables import MONTH, is_table, table, table_path
+from crypto_lambda.lake.tables import MONTH, TABLES, is_table, table, table_path
 
 
 def exists(lake: Path, name: str) -> bool:
@@ -210,3 +210,41 @@ def touched_partitions(lake: Path, name: str, after_version: int | None) -> tupl
             if add and add.get("dataChange", True):
                 touched |= _added(lake, name, add)
     return newest, touched
+
+
+# -- every table on disk, registered or not (query views, history, maintenance) --------------------------------
+
+def lake_tables(lake: Path) -> dict[str, Path]:
+    """Every Delta table under ``lake`` by name (folder name), sorted; folders without a log are not tables."""
+    if not lake.is_dir():
+        return {}
+    return {p.name: p for p in sorted(lake.iterdir()) if p.is_dir() and not p.name.startswith((".", "_"))
+            and is_table(p)}
+
+
+def known_names(lake: Path) -> list[str]:
+    """The registered tables and any other table on disk: what ``history`` and ``query`` accept."""
+    return sorted(set(TABLES) | set(lake_tables(lake)))
+
+
+def table_folder(lake: Path, name: str) -> Path:
+    """The folder of table ``name``; a clear error listing the tables when it is neither registered nor on disk,
+    or registered but not written yet."""
+    found = lake_tables(lake)
+    if name in found:
+        return found[name]
+    if name in TABLES:
+        raise FileNotFoundError(f"lake table {name} has no commits yet ({lake / name})")
+    raise ValueError(f"unknown lake table {name!r}; known: {', '.join(known_names(lake))}")
+
+
+def open_folder(path: Path):
+    from deltalake import DeltaTable
+
+    return DeltaTable(str(path))
+
+
+def table_history(lake: Path, name: str, limit: int | None = None) -> list[dict]:
+    """Commit log of any table under the lake, newest first; unlike :func:`history`, an unknown or unwritten table
+    is an error that says which (for ``crypto-lambda history``)."""
+    return history_of(open_folder(table_folder(lake, name)), limit)
