@@ -77,7 +77,10 @@ def _spark(exc: BaseException) -> tuple[int, str] | None:
     if "OutOfMemoryError" in text or "OutOfMemoryError" in _java_class(exc):
         return FAULT, ("Spark ran out of memory: narrow the query (LIMIT, WHERE, aggregate) or give it more "
                        "with SPARK_DRIVER_MEMORY=4g")
-    lost = names & {"Py4JNetworkError"} or (names & {"Py4JError"} and "Answer from Java side is empty" in text)
+    # A dead gateway shows as an empty answer, or (a call racing the JVM's exit) as a plain Py4JError saying an
+    # object "does not exist in the JVM": then ask whether the JVM is gone rather than call it a bug.
+    lost = names & {"Py4JNetworkError"} or (names & {"Py4JError"} and "Answer from Java side is empty" in text) \
+        or (type(exc).__name__ == "Py4JError" and "does not exist in the JVM" in text and _spark_jvm_died())
     if lost or (isinstance(exc, ConnectionError) and _spark_jvm_died()):
         return FAULT, ("Spark's JVM stopped answering (it died, most often out of memory): rerun with a "
                        "narrower query or SPARK_DRIVER_MEMORY=4g")
