@@ -62,10 +62,11 @@ STREAM_QUARANTINE_SCHEMA = pa.schema([
 
 # ``month`` stored, not generated: the streaming sink cannot write a table with a generated column and keep
 # the query's watermark (see Table.generated_month); the bars query sets it.
+# Every trigger commits to these: checkpoints every 100 commits (see Table.checkpoint_interval).
 BARS_TABLE = register(Table(SPEED_BARS, RAW_SCHEMA, ("symbol", MONTH), ("symbol", "open_time"),
-                            generated_month=False))
+                            generated_month=False, checkpoint_interval=100))
 PROVISIONAL_TABLE = register(Table(SPEED_PROVISIONAL, PROVISIONAL_SCHEMA, ("symbol", MONTH),
-                                   ("symbol", "open_time", "event_ms")))
+                                   ("symbol", "open_time", "event_ms"), checkpoint_interval=100))
 GAPS_TABLE = register(Table(SPEED_GAPS, GAP_SCHEMA, ("symbol",), ("symbol", "from_ms", "to_ms")))
 QUARANTINE_TABLE = register(Table(SPEED_QUARANTINE, STREAM_QUARANTINE_SCHEMA, ("topic",),
                                   ("topic", "partition", "offset")))

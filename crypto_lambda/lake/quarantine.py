@@ -3,7 +3,7 @@
 
 Written with delta-rs, not Spark: ``crypto-lambda import`` runs without a JVM, and a quarantine append is a
 few rows. delta-rs and Spark writers share the table safely (both commit through the log with put-if-absent),
-and the table is created with the same properties as Spark's (:data:`TABLE_PROPERTIES`).
+and the table is created with the same properties as Spark's (:meth:`Table.properties`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from crypto_lambda.lake import read as lake_read
-from crypto_lambda.lake.tables import LAKE_QUARANTINE_SCHEMA, QUARANTINE, TABLE_PROPERTIES, table_path
+from crypto_lambda.lake.tables import LAKE_QUARANTINE_SCHEMA, QUARANTINE, table, table_path
 from crypto_lambda.schema import QUARANTINE_SCHEMA
 
 
@@ -38,7 +38,7 @@ def append(lake: Path, kind: str, bad: pd.DataFrame | None, run_id: str | None =
     meta = json.dumps({"run_id": run_id, "kind": kind}, sort_keys=True)
     path = table_path(lake, QUARANTINE)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_deltalake(str(path), rows, mode="append", partition_by=["kind"], configuration=TABLE_PROPERTIES,
+    write_deltalake(str(path), rows, mode="append", partition_by=["kind"], configuration=table(QUARANTINE).properties(),
                     commit_properties=CommitProperties(custom_metadata={"userMetadata": meta}))
     return rows.num_rows
 

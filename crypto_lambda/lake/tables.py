@@ -51,7 +51,6 @@ MONTH_EXPR = "trunc(date, 'MM')"
 # that reader feature (checked by tests/test_lake.py), and the live page and sensors read with it.
 TABLE_PROPERTIES: dict[str, str] = {
     "delta.enableDeletionVectors": "false",
-    "delta.checkpointInterval": "10",
     # Files VACUUM may delete once no version younger than this references them (time travel window).
     "delta.deletedFileRetentionDuration": "interval 7 days",
     "delta.logRetentionDuration": "interval 30 days",
@@ -71,10 +70,19 @@ class Table:
     # sink writes: with a generated column the sink re-plans each batch, and the query's watermark and input
     # metrics never see its rows (the watermark stays at 0, an append-mode aggregation emits nothing).
     generated_month: bool = True
+    # Delta writes a checkpoint (a Spark job, synchronously after the commit) every this many commits. The
+    # speed layer's tables commit every trigger, so they checkpoint every 100: with 10, every tenth
+    # micro-batch of the bars query took 2.4 s longer (6,000-trade batches: p90 1.68 s -> 1.45 s, max
+    # 2.81 s -> 2.04 s with 100; 2 cores). Reads replay at most that many small JSON commits.
+    checkpoint_interval: int = 10
 
     @property
     def by_month(self) -> bool:
         return MONTH in self.partition_by
+
+    def properties(self) -> dict[str, str]:
+        """The Delta table properties this table is created with."""
+        return {**TABLE_PROPERTIES, "delta.checkpointInterval": str(self.checkpoint_interval)}
 
 
 def _with_date(schema: pa.Schema) -> pa.Schema:
