@@ -12,8 +12,10 @@ Two queries on one SparkSession, each with its own checkpoint under ``checkpoint
   (:func:`bars.side_records`): appends every invalid record (raw bytes, reason, position) to
   ``speed_quarantine``, gap markers to ``speed_gaps`` and the newest kline update of each minute to
   ``speed_provisional_1m`` (read newest-wins by :func:`speed_lake.provisional_daily_bar`: today's bar within
-  one trigger of a tick). Each append is idempotent (``txnAppId`` = the side checkpoint's query id,
-  ``txnVersion`` = the batch id), so a batch replayed after a crash commits nothing twice. Both queries parse
+  one trigger of a tick). Each append is idempotent (a Delta ``txn`` action: app id = the side checkpoint's
+  query id, version = the batch id), so a batch replayed after a crash commits nothing twice. The rows are
+  committed by delta-rs from the driver (:func:`crypto_lambda.lake.write.append_once`): a Spark job per
+  append cost 1.1-1.3 s, up to three per batch, on the provisional bar's latency path. Both queries parse
   with :func:`bars.parse_events`, so a record gets the same verdict in each.
 
 A minute's committed bar appears once the watermark passes its end, i.e. about a minute plus the watermark
@@ -52,13 +54,15 @@ log = logging.getLogger(__name__)
 EXPECTED_EVENT = ("trade", "kline", "gap")
 # SQL settings the queries are started with (and that a checkpoint then keeps: Spark restores them from its
 # offset log on restart, so they apply to new checkpoints only). Measured by bench/bench_streaming.py:
-# * 2 shuffle partitions: local[2] has 2 cores, and every partition of a stateful step is a state store to
-#   load, update and checkpoint per micro-batch (4 was pure overhead).
+# * One shuffle partition per 2 cores (1 here): every partition of a stateful step is a state store to load,
+#   update and checkpoint per micro-batch, and the source's tasks need the other core. On 2 cores, 6,000-trade
+#   micro-batches (the live rate) took 1.64 s with 1 against 1.97 s with 2 (bars; side 0.76 s against 1.00 s),
+#   100,000-trade ones the same (bench/bench_streaming.py). A deployment sets its own in CRYPTO_LAMBDA_SPARK_CONF.
 # * RocksDB state store with changelog checkpointing: the dedup state holds every trade id of the watermark
 #   window (millions at 20k msg/s); the default in-memory store copies its whole map for each new version
 #   and snapshots it, RocksDB updates in place and uploads only the changed keys.
 STREAM_SQL_CONF: dict[str, str] = {
-    "spark.sql.shuffle.partitions": "2",
+    "spark.sql.shuffle.partitions": str(max(1, (os.cpu_count() or 2) // 2)),
     "spark.sql.streaming.stateStore.providerClass":
         "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
     "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
@@ -270,7 +274,10 @@ def start(spark, config: ConsumerConfig) -> list:
         _guard_output(config)
     log.info("speed layer reading %s from %s", ",".join(config.topics.all()), config.bootstrap)
     started = []
-    with _sql_conf(spark, STREAM_SQL_CONF):
+    from crypto_lambda.spark import env_spark_conf
+
+    deployed = env_spark_conf()  # the deployment's own settings win over these defaults
+    with _sql_conf(spark, {k: v for k, v in STREAM_SQL_CONF.items() if k not in deployed}):
         if "bars" in config.queries:
             started.append(start_bars(spark, config))
         if "side" in config.queries:
