@@ -91,7 +91,11 @@ def child_backfill(args: argparse.Namespace) -> dict:
     settings = load_settings()
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     instance = dg.DagsterInstance.local_temp(str(settings.dagster_home))
-    defs = build_defs(settings)
+    if args.noop:
+        from dagster_floor import noop_defs
+        defs = noop_defs(settings)
+    else:
+        defs = build_defs(settings)
     t_ready = time.time() - t0
     first = dt.date.fromisoformat(args.first) if args.first else None
     last = dt.date.fromisoformat(args.last) if args.last else None
@@ -151,6 +155,13 @@ def measure(days: int) -> tuple[list[Figure], dict]:
         outcome = result["outcomes"][0]
         log(f"  {outcome['seconds']}s in run_backfill, {wall:.1f}s process, {requests} requests, "
             f"steps {outcome['steps']}")
+        log("floor: the same Dagster jobs with assets and checks that do nothing (fresh process, own home)")
+        floor_home = home.parent / "backfill_floor_home"
+        shutil.rmtree(floor_home, ignore_errors=True)
+        floor_wall, floor = run_backfill_child(backfill_env(server.url, first, floor_home), ["--noop", "--all"])
+        shutil.rmtree(floor_home, ignore_errors=True)
+        floor_s = floor["outcomes"][0]["seconds"]
+        log(f"  {floor_s}s in run_backfill, {floor_wall:.1f}s process")
         log("raw fetch alone (fresh process)")
         fetch_wall, fetch = common.run_child([str(Path(__file__).resolve()), "--child", "fetch", "--first",
                                               first.isoformat(), "--last", last.isoformat()], env=env)
@@ -168,6 +179,13 @@ def measure(days: int) -> tuple[list[Figure], dict]:
                f"<= {TARGET_RATIO:g}x baseline", outcome["seconds"] <= TARGET_RATIO * fetch["seconds"],
                "baseline = the raw fetch alone; steps: "
                + ", ".join(f"{k} {v}s" for k, v in outcome["steps"].items())),
+        Figure("FLOOR: fetch alone + Dagster alone (no-op assets)", round(fetch["seconds"] + floor_s, 2), "s",
+               fetch["seconds"], f"<= {TARGET_RATIO:g}x baseline", fetch["seconds"] + floor_s
+               <= TARGET_RATIO * fetch["seconds"],
+               f"Dagster alone {floor_s}s: the same 2 runs, {partitions} partitions, checks, no work "
+               "(bench/dagster_floor.py); above the target, the target cannot be met without changing Dagster's "
+               "event storage" if fetch["seconds"] + floor_s > TARGET_RATIO * fetch["seconds"] else
+               f"Dagster alone {floor_s}s: the same 2 runs, {partitions} partitions, checks, no work"),
         Figure("backfill process (spawn->exit)", round(wall, 2), "s", fetch["seconds"], f"<= {TARGET_S:.0f} s",
                wall <= TARGET_S, f"imports + defs + instance ready at {result['t_ready']}s"),
         Figure("Dagster runs", len(outcome["runs"]), "runs", target="== 2 (1 minutes + 1 series), success",
@@ -183,7 +201,7 @@ def measure(days: int) -> tuple[list[Figure], dict]:
         *(Figure(f"files in {name}", size["files"], "files", note=f"{(size['bytes'] or 0) / 1e6:.1f} MB")
           for name, size in files.items()),
     ]
-    return figures, {"first": first, "last": last, "wall": wall, "child": result, "fetch": fetch,
+    return figures, {"first": first, "last": last, "wall": wall, "child": result, "fetch": fetch, "floor": floor,
                      "requests": requests, "table_files": files,
                      "loadavg_end": os.getloadavg()}
 
@@ -196,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--last", help=argparse.SUPPRESS)
     parser.add_argument("--symbols", help=argparse.SUPPRESS)
     parser.add_argument("--all", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--noop", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:

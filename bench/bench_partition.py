@@ -1,4 +1,5 @@
-"""One day's partition for one symbol, raw -> daily_ohlcv -> daily_filled, through Dagster (target <= 20 s).
+"""One day's partition for one symbol, raw -> daily_ohlcv -> daily_filled, through Dagster (targets of issue #13:
+cold whole process <= 20 s, warm <= 3 s).
 
 Why: this is the daily scheduled work (yesterday's minutes, then the series). It runs on the lake the backfill
 benchmark left (365 days x 2 symbols; rebuilt here when absent or stale) against the same replay exchange, as
@@ -26,7 +27,8 @@ from common import Figure, log  # noqa: E402
 from crypto_lambda.exchange.replay import ReplayKnobs, ReplayServer  # noqa: E402
 from crypto_lambda.timeutil import yesterday_utc  # noqa: E402
 
-TARGET_S = 20.0
+TARGET_S = 20.0  # cold
+WARM_TARGET_S = 3.0
 
 
 def ensure_lake(days: int) -> dt.date:
@@ -64,8 +66,8 @@ def measure(symbol: str, repeats: int, days: int) -> tuple[list[Figure], dict]:
         Figure("cold partition (spawn->done)", c["t_done"], "s", None, f"<= {TARGET_S:.0f} s",
                c["t_done"] <= TARGET_S, f"ready (imports, defs, instance) at {cold['t_ready']}s; run_backfill "
                f"{c['seconds']}s incl. Spark start; process exit at {cold_wall:.1f}s"),
-        Figure("warm partition (same process)", best["seconds"], "s", c["seconds"], f"<= {TARGET_S:.0f} s",
-               best["seconds"] <= TARGET_S, f"baseline = the first run_backfill in a process; steps: {steps}"),
+        Figure("warm partition (same process)", best["seconds"], "s", c["seconds"], f"<= {WARM_TARGET_S:.0f} s",
+               best["seconds"] <= WARM_TARGET_S, f"baseline = the first run_backfill in a process; steps: {steps}"),
         Figure("runs per partition", len(best["runs"]), "runs", target="== 2 (1 minutes + 1 series), success",
                met=ok),
     ]

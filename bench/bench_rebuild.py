@@ -96,6 +96,9 @@ def child_spark(args: argparse.Namespace) -> dict:
             from crypto_lambda.lake.write import spark_read
 
             minutes = spark_read(spark, common.delta_lake(), "raw_klines_1m")
+        elif layout == "files":  # the floor: the table's very Parquet files, no Delta (partitions from paths)
+            minutes = spark.read.option("basePath", str(common.delta_lake() / "raw_klines_1m")).parquet(
+                *layout_files("delta"))
         else:
             minutes = spark.read.parquet(*layout_files(layout))
         return daily_bars(minutes).toPandas()
@@ -106,6 +109,23 @@ def child_spark(args: argparse.Namespace) -> dict:
         spark.stop()
     result["t_end"] = round(time.time() - t0, 3)
     return result
+
+
+def child_bare(args: argparse.Namespace) -> dict:
+    """The cold floor: a bare SparkSession (local[2], no jars, no Delta, no job) started and stopped."""
+    t0 = float(os.environ.get("BENCH_T0", time.time()))
+    from pyspark.sql import SparkSession
+
+    from crypto_lambda.spark import prepare_environment
+
+    prepare_environment()
+    t_imports = time.time() - t0
+    spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+             .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+             .getOrCreate())
+    t_session = time.time() - t0
+    spark.stop()
+    return {"t_imports": round(t_imports, 3), "t_session": round(t_session, 3), "t_end": round(time.time() - t0, 3)}
 
 
 def child_duckdb(args: argparse.Namespace) -> dict:
@@ -138,6 +158,8 @@ def run_engine(engine: str, layouts: str = "delta", repeats: int = 3, conf: dict
     args += ["--out", str(out)] if out else []
     wall, result = common.run_child(args, env={"BENCH_T0": repr(time.time())})
     result["wall"] = round(wall, 3)
+    if engine == "bare":
+        return result
     result["cold"] = result["t_first_result"]
     result["warm"] = {k: min(v[1:] or v) for k, v in result["jobs"].items()}
     return result
@@ -184,15 +206,20 @@ def measure(repeats: int, connect: bool, cds: bool) -> tuple[list[Figure], dict]
     duck_cold = run_engine("duckdb", "delta", 1)
     spark_cold = run_engine("spark", "delta", 1)
     log(f"  DuckDB {duck_cold['wall']:.2f}s, Spark {spark_cold['wall']:.2f}s (result at {spark_cold['cold']:.2f}s)")
+    bare = run_engine("bare", "delta", 1)
+    log(f"  floor: a bare SparkSession started and stopped in a fresh process, {bare['wall']:.2f}s")
     log("warm: DuckDB (fresh process: delta, compact, days)")
     duck = run_engine("duckdb", "delta,compact,days", repeats, out=scratch / "duckdb.parquet")
     log(f"  warm {duck['warm']}")
     log("warm: Spark, the project's path and LOCAL_SPARK_CONF (fresh process: delta, compact, days)")
-    spark = run_engine("spark", "delta,compact,days", repeats, out=scratch / "spark.parquet")
+    spark = run_engine("spark", "delta,files,compact,days", repeats, out=scratch / "spark.parquet")
     log(f"  warm {spark['warm']}")
     agree = compare(scratch / "spark.parquet", scratch / "duckdb.parquet")
     log(f"  Spark vs DuckDB: {agree}")
-    details.update(duckdb_cold=duck_cold, spark_cold=spark_cold, duckdb=duck, spark=spark, agreement=agree)
+    details.update(duckdb_cold=duck_cold, spark_cold=spark_cold, bare_session=bare, duckdb=duck, spark=spark,
+                   agreement=agree)
+    cold_floor = bare["wall"] / duck_cold["wall"]
+    warm_floor = spark["warm"]["files"] / duck["warm"]["delta"]
 
     def fig(name: str, value: float, base: float, target: float | None, note: str = "") -> Figure:
         met = None if target is None else value / base <= target
@@ -210,10 +237,19 @@ def measure(repeats: int, connect: bool, cds: bool) -> tuple[list[Figure], dict]
             f"imports {spark_cold['t_imports']:.1f}s, session ready at {spark_cold['t_session']:.1f}s, result at "
             f"{spark_cold['cold']:.1f}s, spark.stop() done at {spark_cold['t_end']:.1f}s, exit at "
             f"{spark_cold['wall']:.1f}s"),
+        fig("FLOOR cold: bare SparkSession start->stop vs DuckDB", bare["wall"], duck_cold["wall"], COLD_TARGET,
+            f"fresh process, local[2], no jars, no Delta, no job: session ready at {bare['t_session']:.1f}s; "
+            + (f"the floor alone is {cold_floor:.1f}x DuckDB's whole rebuild, above the {COLD_TARGET:g}x target: "
+               "in-process Spark cannot meet it" if cold_floor > COLD_TARGET else "below the target")),
         fig("cold Spark spawn->result vs DuckDB", spark_cold["cold"], duck_cold["cold"], None),
         Figure("Spark exit after its result", round(spark_cold["wall"] - spark_cold["cold"], 2), "s",
                note="the old '44 s' was this script timing cold in a process that then ran 5 warm jobs"),
         fig("warm Spark (same session) vs DuckDB, Delta", spark["warm"]["delta"], duck["warm"]["delta"], WARM_TARGET),
+        fig("FLOOR warm: Spark on the same Parquet files, no Delta", spark["warm"]["files"], duck["warm"]["delta"],
+            WARM_TARGET, "spark.read.parquet of the files the table's version lists (partition values from the "
+            "paths), same aggregation; " + (f"the floor alone is {warm_floor:.1f}x DuckDB, above the "
+                                            f"{WARM_TARGET:g}x target" if warm_floor > WARM_TARGET
+                                            else "below the target")),
         fig("warm Spark vs DuckDB, one file per symbol", spark["warm"]["compact"], duck["warm"]["compact"],
             WARM_TARGET),
         fig("warm Spark vs DuckDB, old file per day (before)", spark["warm"]["days"], duck["warm"]["days"],
@@ -261,14 +297,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-cds", action="store_true", help="skip the AppCDS variant")
     parser.add_argument("--explore", action="store_true", help="also run the cold-start exploration table "
                         "(bench/coldstart.py, ~6 more minutes)")
-    parser.add_argument("--child", choices=("spark", "duckdb"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("spark", "duckdb", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--layouts", default="lake", help=argparse.SUPPRESS)
     parser.add_argument("--conf", action="append", default=[], help=argparse.SUPPRESS)
     parser.add_argument("--remote", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        common.emit(child_spark(args) if args.child == "spark" else child_duckdb(args))
+        common.emit({"spark": child_spark, "duckdb": child_duckdb, "bare": child_bare}[args.child](args))
         return 0
     figures, details = measure(max(2, args.repeats), connect=not args.no_connect, cds=not args.no_cds)
     common.print_table("full rebuild: daily bars from 1-minute data", figures)

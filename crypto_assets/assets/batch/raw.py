@@ -47,6 +47,19 @@ def _split_by_day(frame: pd.DataFrame) -> dict[dt.date, pd.DataFrame]:
     return {day: part for day, part in frame.groupby(frame["open_time"].dt.date, sort=True)}
 
 
+def _merge_chunk(chunk: list[dt.date], staged: dict[dt.date, pd.DataFrame | None],
+                 goods: list[pd.DataFrame]) -> pd.DataFrame:
+    """One chunk's rows: the exchange's validated rows merged with imported ones (imported win), day by day.
+    Without imported rows in the chunk, the exchange's rows are already one copy per minute, sorted (the
+    client validates and dedups them), so the per-day merge is skipped."""
+    goods = [g for g in goods if len(g)]
+    if all(staged[day] is None for day in chunk):
+        return pd.concat(goods, ignore_index=True) if goods else empty_klines()
+    fetched = _split_by_day(pd.concat(goods, ignore_index=True)) if goods else {}
+    frames = [merge_klines(fetched.get(day, empty_klines()), staged[day]) for day in chunk]
+    return pd.concat([f for f in frames if len(f)] or [empty_klines()], ignore_index=True)
+
+
 def with_date(frame: pd.DataFrame) -> pa.Table:
     """Klines -> rows of ``raw_klines_1m`` (the UTC ``date`` added)."""
     frame = frame.assign(date=frame["open_time"].dt.tz_convert("UTC").dt.date)
@@ -96,21 +109,20 @@ def materialize_raw(context: dg.AssetExecutionContext, lake: LakeResource, excha
             for n, chunk in enumerate(_chunks(sorted(days))):
                 staged = {day: read_staged(settings, symbol, day) for day in chunk}
                 need = [d for d in chunk if staged[d] is None or len(staged[d]) < MINUTES_PER_DAY]
-                fetched: dict[dt.date, pd.DataFrame] = {}
+                goods = []
                 for first, last in contiguous_runs(need):
                     result = client.klines(symbol, day_start_ms(first), day_start_ms(last) + DAY_MS)
                     bad = quarantine.append(settings.lake, "rest", result.bad, context.run_id)
                     if bad:
                         quarantined += bad
                         context.log.warning(f"{bad} malformed klines from the exchange -> quarantine (rest)")
-                    fetched.update(_split_by_day(result.good))
-                frames = [merge_klines(fetched.get(day, empty_klines()), staged[day]) for day in chunk]
-                for day, frame in zip(chunk, frames, strict=True):
-                    rows += len(frame)
-                    sources.update(frame["source"].value_counts().to_dict())
-                    if len(frame) < MINUTES_PER_DAY:
-                        incomplete.append(f"{day}|{symbol} ({len(frame)} min)")
-                merged = pd.concat([f for f in frames if len(f)] or [empty_klines()], ignore_index=True)
+                    goods.append(result.good)
+                merged = _merge_chunk(chunk, staged, goods)
+                per_day = merged["open_time"].dt.date.value_counts() if len(merged) else {}
+                rows += len(merged)
+                sources.update(merged["source"].value_counts().to_dict())
+                incomplete += [f"{day}|{symbol} ({int(per_day.get(day, 0))} min)" for day in chunk
+                               if per_day.get(day, 0) < MINUTES_PER_DAY]
                 pq.write_table(with_date(merged), staging / f"{symbol}-{n:05d}.parquet")
                 staged_parts += len(chunk)
                 context.log.info(f"{symbol} {chunk[0]}..{chunk[-1]}: {len(merged)} minutes staged "
