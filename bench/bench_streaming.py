@@ -7,7 +7,8 @@ throughput is measured on a backlog and latency on a live feed.
 
 1. load: ``--messages`` synthetic Binance trade events (2 symbols) into a fresh topic by 2 generator processes.
 2. raw: kafka-python reads that topic back (assign/seek): the baseline.
-3. drain: one child per variant (bars query; bars without dedup; full consumer = bars + side) warms its JVM
+3. drain: one child per variant (three floors: Spark's Kafka source alone, + parsing, + the cheapest 1-minute
+   windows, each into the no-op sink; bars query; bars without dedup; full consumer = bars + side) warms its JVM
    on ``--warm-batches`` full-size micro-batches (a consumer runs for days, so its JIT is warm), then re-reads
    the whole topic with a fresh checkpoint in available-now mode, ``--per-trigger`` records per micro-batch
    (default 100,000 = 20,000 msg/s times the consumer's 5 s trigger): sustained rate = records / (last commit
@@ -17,8 +18,9 @@ throughput is measured on a backlog and latency on a live feed.
    ``stream produce`` and ``stream consume`` (default 5 s trigger). Tick-to-Parquet latency per trade = commit
    time of the micro-batch that processed it - its Kafka timestamp (producer receive time); provisional
    latency = first time a kline update is visible in the provisional files - its Kafka timestamp; both after
-   a warm-up (the consumer's first micro-batches pay JIT and Python worker start). Peak RSS of
-   each process tree (broker, producer, consumer incl. JVM and Python workers) is sampled every 0.5 s.
+   a warm-up (the consumer's first micro-batches pay JIT and Python worker start). Peak resident
+   memory of each process tree (broker, producer, consumer incl. JVM and Python workers; summed PSS, see
+   :func:`rss_mb`) is sampled every 0.5 s.
 5. up: `crypto-lambda up` on a fresh home (replay at 30x): seconds from spawn to the first committed minute bar.
 
     .venv/bin/python bench/bench_streaming.py [--messages 600000] [--live-seconds 60]
@@ -75,11 +77,16 @@ def _tree(root: int) -> list[int]:
 
 
 def rss_mb(root: int) -> float:
+    """Resident memory of a process tree: the sum of each process's PSS (its private pages plus its share of
+    shared ones). Not the sum of VmRSS: the JVM forks short-lived children (Hadoop's local file system shells
+    out), a forked child's VmRSS repeats its parent's shared pages, and a sample that caught one counted the
+    consumer's JVM twice (peaks of 2.1-2.4 GB against 1.3 GB from one run to the next). For a single process
+    PSS is its RSS less the libraries it shares with others."""
     total = 0
     for pid in _tree(root):
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
                     total += int(line.split()[1])
         except OSError:
             continue
@@ -180,11 +187,34 @@ def batches(checkpoint: Path) -> list[dict]:
     return out
 
 
+# Floors: the consumer's reading steps alone into Spark's no-op sink, i.e. what any Spark Structured Streaming
+# consumer of this topic pays per record before it aggregates, dedups or commits anything.
+FLOORS = {"read": "Spark's Kafka source alone", "parse": "Kafka source + parse_events + valid-trade filter",
+          "window": "+ 1-minute event-time windows (count, sum), watermark"}
+
+
+def start_floor(spark, config, stage: str) -> list:
+    from pyspark.sql import functions as F
+
+    from streaming_service import bars, consumer
+
+    kafka = consumer.read_kafka(spark, config, (config.topics.trades,))
+    out = kafka if stage == "read" else bars.valid_trades(
+        bars.parse_events(kafka, config.expected(), config.max_event_lead_ms))
+    if stage == "window":  # the least a bar needs: no open/close ordering, no dedup, no table
+        out = (out.withWatermark("trade_ts", config.watermark).groupBy(F.window("trade_ts", "1 minute"), "symbol")
+               .agg(F.count(F.lit(1)).alias("trades"), F.sum("qty").alias("volume")))
+    trigger = {"availableNow": True} if config.available_now else {"processingTime": "0.5 seconds"}
+    return [out.writeStream.queryName(f"floor-{stage}").format("noop").outputMode("append")
+            .option("checkpointLocation", str(consumer.checkpoint_dir(config, "bars"))).trigger(**trigger).start()]
+
+
 def child_drain(bootstrap: str, prefix: str, per_trigger: int, queries: str, dedup: bool, home: Path,
                 warm_batches: int) -> None:
     """Drain child: warm the JVM on ``warm_batches`` full-size micro-batches of the topic (a consumer runs for
     days, so its JIT is warm: 3 batches of 10k left the JIT compilers with ~20 % of the CPU during the
-    measurement), then replay the whole topic with a fresh checkpoint in available-now mode."""
+    measurement), then replay the whole topic with a fresh checkpoint in available-now mode. ``queries`` is
+    the consumer's (bars, side) or a floor (:data:`FLOORS`)."""
     from crypto_lambda.config import Settings
     from streaming_service import consumer
     from streaming_service.topics import SpeedPaths
@@ -192,12 +222,16 @@ def child_drain(bootstrap: str, prefix: str, per_trigger: int, queries: str, ded
     spark = consumer.stream_spark()
 
     def config(name: str, limit: int, **extra: object) -> consumer.ConsumerConfig:
+        names = ("bars",) if queries in FLOORS else tuple(queries.split(","))
         return consumer.ConsumerConfig(bootstrap=bootstrap, paths=SpeedPaths.of(Settings(home=home / name)),
                                        topics=Topics.with_prefix(prefix), max_offsets_per_trigger=limit,
-                                       queries=tuple(queries.split(",")), dedup=dedup, **extra)  # type: ignore[arg-type]
+                                       queries=names, dedup=dedup, **extra)  # type: ignore[arg-type]
+
+    def start(cfg: consumer.ConsumerConfig) -> list:
+        return start_floor(spark, cfg, queries) if queries in FLOORS else consumer.start(spark, cfg)
 
     started = time.time()
-    running = consumer.start(spark, config("warm", per_trigger, trigger_seconds=0.5))
+    running = start(config("warm", per_trigger, trigger_seconds=0.5))
     deadline = time.time() + 600
     while time.time() < deadline and any(len([p for p in q.recentProgress if p["numInputRows"]]) < warm_batches
                                          and q.isActive for q in running):
@@ -205,7 +239,12 @@ def child_drain(bootstrap: str, prefix: str, per_trigger: int, queries: str, ded
     for query in running:
         query.stop()
     warm_s = time.time() - started
-    consumer.run(config("run", per_trigger, available_now=True), spark)
+    if queries in FLOORS:
+        with consumer._sql_conf(spark, consumer.STREAM_SQL_CONF):
+            for query in start(config("run", per_trigger, available_now=True)):
+                query.awaitTermination()
+    else:
+        consumer.run(config("run", per_trigger, available_now=True), spark)
     print(json.dumps({"warmup_s": warm_s}), flush=True)
 
 
@@ -230,7 +269,8 @@ def drain(bootstrap: str, prefix: str, per_trigger: int, queries: str, dedup: bo
     data = [b for b in batches(root / "bars") if b["committed"] and b["rows"]]
     rows = sum(b["rows"] for b in data)
     # the topic counts as processed when every query has committed it (the side query may finish later)
-    done = max(b["committed"] for q in queries.split(",") for b in batches(root / q) if b["committed"])
+    names = ["bars"] if queries in FLOORS else queries.split(",")
+    done = max(b["committed"] for q in names for b in batches(root / q) if b["committed"])
     rate = rows / max(done - data[0]["planned"], 1e-9)
     return {"rows": rows, "sustained": rate, "first_batch_s": cold[0]["committed"] - cold[0]["planned"],
             "wall_s": time.time() - started, "batches": len(data), "peak_rss_mb": peak,
@@ -363,7 +403,9 @@ def measure(args: argparse.Namespace) -> tuple[list[Figure], dict]:
         raw_rate, raw_n, stamps = raw_consume(broker.bootstrap, topics.trades)
         log(f"raw kafka-python consume: {raw_n:,} records, {raw_rate:,.0f} msg/s")
         runs = {}
-        plan = (("bars", "bars", True), ("bars-nodedup", "bars", False), ("full", "bars,side", True))
+        plan = (("floor-read", "read", False), ("floor-parse", "parse", False), ("floor-window", "window", False),
+                ("bars", "bars", True),
+                ("bars-nodedup", "bars", False), ("full", "bars,side", True))
         for label, queries, dedup in plan if "drain" in args.phases else ():
             runs[label] = drain(broker.bootstrap, prefix, args.per_trigger, queries, dedup, workdir, label,
                                 args.warm_batches)
@@ -390,6 +432,10 @@ def measure(args: argparse.Namespace) -> tuple[list[Figure], dict]:
 
     figures = [
         Figure("kafka-python raw consume", raw_rate, "msg/s", None, "", None, f"{raw_n:,} records, same run"),
+        *[Figure(f"floor: {FLOORS[stage]}", runs[f"floor-{stage}"]["sustained"], "msg/s", raw_rate, "", None,
+                 "Spark's no-op sink: the per-record cost under every Spark consumer of the topic, before any "
+                 f"aggregation, dedup or commit; {loadavg(runs[f'floor-{stage}'])}")
+          for stage in FLOORS if f"floor-{stage}" in runs],
         Figure("sustained bars query (dedup)", runs["bars"]["sustained"], "msg/s", raw_rate, "", None,
                f"{args.per_trigger:,} rows/batch, warm JVM; cold first batch {runs['bars']['first_batch_s']:.1f}s; "
                f"{loadavg(runs['bars'])}"),

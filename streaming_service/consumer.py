@@ -73,12 +73,13 @@ STREAM_SQL_CONF: dict[str, str] = {
 # twice the cores, because the source's tasks wait on the broker and the two queries run side by side. With
 # local[2] the full consumer left a core idle part of the time: 19,317 msg/s, with local[4] 27,528 (2 cores,
 # bench/bench_streaming.py).
-# A 1 GB driver heap and RocksDB's memory bounded: with the 2 GB batch default the consumer's JVM grew to
-# 2.7 GB RSS (bench/bench_streaming.py, live phase) although its state is on disk (RocksDB) and a micro-batch
-# of 100k trades needs far less.
+# A 768 MB driver heap and RocksDB's memory bounded: the state is on disk (RocksDB), a micro-batch of 100k
+# trades needs far less, and the live consumer's heap stayed near 600 MB committed with a 1 GB limit (JVM
+# native memory tracking). The whole consumer (JVM + Python driver) then peaks at 1.2-1.3 GB
+# (bench/bench_streaming.py, live phase, summed PSS); the 2 GB batch default only lets the heap grow further.
 STREAM_SPARK_DEFAULTS: dict[str, str] = {
     "spark.master": f"local[{2 * (os.cpu_count() or 1)}]",
-    "spark.driver.memory": "1g",
+    "spark.driver.memory": "768m",
     "spark.sql.streaming.stateStore.rocksdb.boundedMemoryUsage": "true",
     "spark.sql.streaming.stateStore.rocksdb.maxMemoryUsageMB": "256",
 }
