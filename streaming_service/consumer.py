@@ -46,6 +46,7 @@ import pandas as pd
 from crypto_lambda.lake import read as lake_read
 from crypto_lambda.lake import write as lake_write
 from crypto_lambda.lake.tables import MONTH
+from crypto_lambda.spark import env_spark_conf
 from streaming_service import bars, speed_lake
 from streaming_service.topics import SpeedPaths, Topics
 
@@ -275,8 +276,6 @@ def start(spark, config: ConsumerConfig) -> list:
         _guard_output(config)
     log.info("speed layer reading %s from %s", ",".join(config.topics.all()), config.bootstrap)
     started = []
-    from crypto_lambda.spark import env_spark_conf
-
     deployed = env_spark_conf()  # the deployment's own settings win over these defaults
     with _sql_conf(spark, {k: v for k, v in STREAM_SQL_CONF.items() if k not in deployed}):
         if "bars" in config.queries:

@@ -17,14 +17,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from crypto_lambda.lake import read as lake_read
+from crypto_lambda.lake import write as lake_write
 from crypto_lambda.lake.tables import LAKE_QUARANTINE_SCHEMA, QUARANTINE, table, table_path
 from crypto_lambda.schema import QUARANTINE_SCHEMA
 
 
 def append(lake: Path, kind: str, bad: pd.DataFrame | None, run_id: str | None = None) -> int:
     """Append ``bad`` (QUARANTINE_SCHEMA columns) under ``kind`` in one commit; returns the rows written."""
-    from deltalake import CommitProperties, write_deltalake
-
     if not kind or not kind.replace("_", "").isalnum():
         raise ValueError(f"quarantine kind must be a short word, not {kind!r}")
     if bad is None or not len(bad):
@@ -38,8 +37,7 @@ def append(lake: Path, kind: str, bad: pd.DataFrame | None, run_id: str | None =
     meta = json.dumps({"run_id": run_id, "kind": kind}, sort_keys=True)
     path = table_path(lake, QUARANTINE)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_deltalake(str(path), rows, mode="append", partition_by=["kind"], configuration=table(QUARANTINE).properties(),
-                    commit_properties=CommitProperties(custom_metadata={"userMetadata": meta}))
+    lake_write.rs_append(str(path), rows, meta, partition_by=["kind"], configuration=table(QUARANTINE).properties())
     return rows.num_rows
 
 

@@ -5,7 +5,8 @@
   reader sees the version before or after, never half. Delta checks that every new row lies inside the
   rectangle, so a run cannot overwrite a neighbour by mistake.
 * :func:`append_once` appends a few rows with an idempotent-writer ``txn`` action (app id, version): a
-  micro-batch or a retried step that commits twice is skipped the second time (delta-rs commits those).
+  micro-batch or a retried step that commits twice is skipped the second time. Spark creates the table,
+  delta-rs commits the rows through :func:`rs_append`, the one JVM-free append (the quarantine uses it too).
 * Two writers on one table (a backfill and the speed layer's compaction, two runs) are serialised by Delta's
   optimistic concurrency; a conflict is retried from scratch (the writes are idempotent, so that is safe).
 
@@ -129,7 +130,13 @@ def _user_metadata(run_id: str | None, token: str, extra: dict | None) -> str:
 
 def _commit(lake: Path, name: str, token: str) -> Commit:
     """Find this call's commit in the log (newest first) by its token; None version if it made none."""
-    for entry in lake_read.history(lake, name, limit=20):
+    return _commit_in(lake_read.open_table(lake, name), name, token)
+
+
+def _commit_in(delta_table, name: str, token: str) -> Commit:
+    """:func:`_commit` on an open delta-rs ``DeltaTable`` (already at the version to search from)."""
+    files = len(delta_table.file_uris())
+    for entry in lake_read.history_of(delta_table, limit=20):
         meta = entry.get("user_metadata") or {}
         if meta.get("write") == token:
             metrics = entry.get("metrics") or {}
@@ -138,8 +145,21 @@ def _commit(lake: Path, name: str, token: str) -> Commit:
                     - int(metrics.get("numCopiedRows", 0) or 0))
             added = metrics.get("numFiles", metrics.get("numAddedFiles", metrics.get("num_added_files", 0)))
             return Commit(name, entry["version"], rows, int(added or 0),
-                          int(metrics.get("numRemovedFiles", 0) or 0), lake_read.file_count(lake, name))
-    return Commit(name, None, 0, 0, 0, lake_read.file_count(lake, name))
+                          int(metrics.get("numRemovedFiles", 0) or 0), files)
+    return Commit(name, None, 0, 0, 0, files)
+
+
+def rs_append(target, rows: pa.Table, user_metadata: str, *, txn: tuple[str, int] | None = None,
+              **create) -> None:
+    """One delta-rs append commit carrying ``userMetadata`` and, with ``txn`` = (app id, version), Delta's
+    idempotent-writer action: the JVM-free writer of small appends (quarantine, the speed layer's side rows).
+    ``target`` is a path or an open ``DeltaTable`` (then updated to the new version); ``create`` holds
+    ``partition_by``/``configuration`` for a table delta-rs itself creates."""
+    from deltalake import CommitProperties, Transaction, write_deltalake
+
+    props = CommitProperties(custom_metadata={"userMetadata": user_metadata},
+                             app_transactions=[Transaction(*txn)] if txn else None)
+    write_deltalake(target, rows, mode="append", commit_properties=props, **create)
 
 
 def replace(spark, lake: Path, name: str, frame, *, symbols=None, start: dt.date | None = None,
@@ -179,22 +199,19 @@ def append_once(spark, lake: Path, name: str, frame, *, app_id: str, txn_version
     action (app id, version) in the same commit, exactly what Spark's ``txnAppId``/``txnVersion`` write;
     delta-rs fills the generated column and checks the NOT NULL invariants as Spark would.
     """
-    from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
-
     spec = table(name)
-    path = ensure_table(spark, lake, name)
-    done = DeltaTable(str(path)).transaction_version(app_id)
+    ensure_table(spark, lake, name)
+    target = lake_read.open_table(lake, name)  # one snapshot for the check, the write and the commit lookup
+    done = target.transaction_version(app_id)
     if done is not None and done >= txn_version:
-        return Commit(name, None, 0, 0, 0, lake_read.file_count(lake, name))
+        return Commit(name, None, 0, 0, 0, len(target.file_uris()))
     token = uuid.uuid4().hex
     rows = _as_arrow(spec, frame)
     if spec.by_month and not spec.generated_month:  # a stored month (see Table.generated_month)
         month = pc.floor_temporal(rows["date"], unit="month")
         rows = rows.append_column(pa.field(MONTH, pa.date32(), nullable=False), month)
-    write_deltalake(str(path), rows, mode="append", commit_properties=CommitProperties(
-        app_transactions=[Transaction(app_id, txn_version)],
-        custom_metadata={"userMetadata": _user_metadata(run_id, token, None)}))
-    return _commit(lake, name, token)
+    rs_append(target, rows, _user_metadata(run_id, token, None), txn=(app_id, txn_version))
+    return _commit_in(target, name, token)
 
 
 def spark_read(spark, lake: Path, name: str, as_of: str | int | None = None):
