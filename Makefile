@@ -39,6 +39,7 @@ test: setup lint
 lint: venv
 	$(BIN)/python tools/deps.py check
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 lock: venv
 	$(BIN)/python tools/deps.py compile

@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from common import Figure, log  # noqa: E402
 
-from crypto_lambda.exchange.recording import FIELDS, Bars, Recording  # noqa: E402
-from crypto_lambda.exchange.replay import ReplayKnobs, ReplayServer  # noqa: E402
 from crypto_lambda.timeutil import DAY_MS, MINUTES_PER_DAY, yesterday_utc  # noqa: E402
+from replay_exchange.recording import FIELDS, Bars, Recording  # noqa: E402
+from replay_exchange.server import ReplayKnobs, ReplayServer  # noqa: E402
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 TARGET_S = 120.0

@@ -24,8 +24,8 @@ import bench_backfill as bb  # noqa: E402
 import common  # noqa: E402
 from common import Figure, log  # noqa: E402
 
-from crypto_lambda.exchange.replay import ReplayKnobs, ReplayServer  # noqa: E402
 from crypto_lambda.timeutil import yesterday_utc  # noqa: E402
+from replay_exchange.server import ReplayKnobs, ReplayServer  # noqa: E402
 
 TARGET_S = 20.0  # cold
 WARM_TARGET_S = 3.0

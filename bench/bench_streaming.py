@@ -50,7 +50,7 @@ from crypto_lambda.machine import free_port  # noqa: E402
 from streaming_service.broker import EmbeddedBroker, ensure_topics  # noqa: E402
 from streaming_service.topics import Topics  # noqa: E402
 
-CLI = [sys.executable, "-c", "import sys; from crypto_lambda.cli import main; sys.exit(main())"]
+CLI = [sys.executable, "-c", "import sys; from crypto_lambda_app.cli import main; sys.exit(main())"]
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 # Targets (issue #12): the full consumer at >= 0.8x the raw kafka-python rate of the same run, p99 tick-to-Parquet
 # <= 10 s, consumer peak RSS <= 1.5 GB; the provisional daily bar within a minute (#3).
@@ -297,7 +297,7 @@ def caught_up(home: Path, not_before: float, timeout: float) -> float:
 
 def live(bootstrap: str, seconds: float, warmup: float, speed: float, tpm: int, workdir: Path,
          broker_pid: int) -> dict:
-    from crypto_lambda.exchange.recording import Recording
+    from replay_exchange.recording import Recording
 
     home = workdir / "home-live"
     shutil.rmtree(home, ignore_errors=True)
@@ -367,7 +367,7 @@ def up_to_first_bar(workdir: Path, timeout: float = 300.0) -> float:
     """Seconds from spawning `crypto-lambda up` on a fresh home to the first committed streaming minute bar."""
     from crypto_lambda.config import Settings
     from crypto_lambda.lake import read as lake_read
-    from streaming_service.speed_lake import SPEED_BARS
+    from crypto_lambda.lake.speed import SPEED_BARS
 
     home = workdir / "home-up"
     shutil.rmtree(home, ignore_errors=True)

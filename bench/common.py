@@ -29,9 +29,9 @@ import pyarrow.parquet as pq
 
 from crypto_lambda import lake as lk
 from crypto_lambda.config import home_dir
-from crypto_lambda.exchange.recording import Bars, sample_bars
 from crypto_lambda.schema import KLINE_SCHEMA
 from crypto_lambda.timeutil import DAY_MS, MINUTE_MS, MINUTES_PER_DAY, day_start_ms
+from replay_exchange.recording import Bars, sample_bars
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_DIR = Path(__file__).resolve().parent

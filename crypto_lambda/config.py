@@ -19,6 +19,10 @@ SYMBOL_RE = re.compile(r"^[A-Z0-9]{5,20}$")
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT")
 DEFAULT_START = "2017-08-17"  # Binance's first BTCUSDT day
 DEFAULT_API_URL = "https://api.binance.com"
+# The shipped real sample (package data; provenance in sample/README.md): 1-minute klines and Binance 1d klines.
+SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
+SAMPLE_1M = SAMPLE_DIR / "klines_1m"
+SAMPLE_DAILY = SAMPLE_DIR / "daily"
 # A day with fewer than 99 % of its 1,440 minutes is incomplete: a gap for checks, not a batch-quality bar.
 MIN_DAY_COMPLETENESS = 0.99
 # "on": Dagster schedules and sensors start RUNNING (set by ``crypto-lambda up`` and docker-compose). Off by

@@ -7,12 +7,14 @@ half-open interval [00:00, next 00:00) in epoch milliseconds, matching Binance's
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Iterator
 
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
 MINUTES_PER_DAY = 1_440
 UTC = dt.UTC
+_UNIT_MS = {"m": MINUTE_MS, "h": 60 * MINUTE_MS, "d": DAY_MS, "w": 7 * DAY_MS}
 
 
 def parse_day(text: str, *, what: str = "date") -> dt.date:
@@ -90,3 +92,15 @@ def normalize_epoch_to_ms(value: int) -> int:
     if value < 100_000_000_000_000_000:
         return value // 1000
     return value // 1_000_000
+
+def interval_ms(interval: str) -> int:
+    """Length in ms of a Binance kline interval (``1m``, ``4h``, ``1d``, ``1w``); ``1M``/``1s`` refused."""
+    match = re.fullmatch(r"([1-9][0-9]*)([mhdw])", interval or "")
+    if not match:
+        raise ValueError(f"kline interval {interval!r} is not supported (expected e.g. 1m, 1h, 1d)")
+    return int(match.group(1)) * _UNIT_MS[match.group(2)]
+
+
+def iso_ms(ms: int) -> str:
+    """ISO-8601 UTC text for log and error messages."""
+    return ms_to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%SZ")

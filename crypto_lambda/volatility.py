@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crypto_lambda.config import MIN_DAY_COMPLETENESS
+from crypto_lambda.config import MIN_DAY_COMPLETENESS, SAMPLE_1M
 from crypto_lambda.lake import read as lake_read
 from crypto_lambda.lake.tables import REALIZED_VOL
 from crypto_lambda.schema import REALIZED_VOL_SCHEMA
@@ -114,7 +114,7 @@ def agreement(rows: pd.DataFrame) -> dict[str, float | int]:
 
 def sample_minutes(symbol: str, folder: Path | None = None) -> pd.DataFrame:
     """The shipped 1-minute klines of a symbol (freqtrade feather) as symbol, open_time, open, high, low, close."""
-    folder = folder or Path(__file__).resolve().parent / "sample" / "klines_1m"
+    folder = folder or SAMPLE_1M
     [path] = sorted(folder.glob(f"{symbol}-1m-*.feather"))
     raw = pd.read_feather(path)
     return pd.DataFrame({"symbol": symbol, "open_time": raw["date"], "open": raw["open"], "high": raw["high"],

@@ -6,6 +6,7 @@
   works the same.
 * :mod:`consumer` (+ :mod:`bars`): two streaming queries (Spark's Kafka connector), minute bars through Delta's
   streaming sink plus quarantine, gap markers and provisional minutes as idempotent Delta appends.
-* :mod:`speed_lake`: the speed tables' definitions, read without a JVM by delta-rs ("today so far").
-* :mod:`harness`: drives all of it against the replay exchange (tests, benchmark).
+
+The speed tables' definitions and their JVM-free readers ("today so far") are the core library's
+(:mod:`crypto_lambda.lake.speed`): the live page and the sensors read them without this package.
 """

@@ -17,9 +17,9 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from crypto_lambda.lake.speed import BAR_COLUMNS, daily_from_minutes  # noqa: F401 - re-exported
 from crypto_lambda.schema import GLOBAL_LISTING_FLOOR, LISTING_FLOORS, close_time_offset_ms
 from crypto_lambda.timeutil import MINUTE_MS, day_start_ms
-from streaming_service.speed_lake import BAR_COLUMNS, daily_from_minutes  # noqa: F401 - re-exported
 
 EVENT_SCHEMA = (
     "e string, E long, s string, t long, p string, q string, T long, m boolean, "

@@ -44,10 +44,11 @@ from pathlib import Path
 import pandas as pd
 
 from crypto_lambda.lake import read as lake_read
+from crypto_lambda.lake import speed as speed_lake
 from crypto_lambda.lake import write as lake_write
 from crypto_lambda.lake.tables import MONTH
 from crypto_lambda.spark import env_spark_conf
-from streaming_service import bars, speed_lake
+from streaming_service import bars
 from streaming_service.topics import SpeedPaths, Topics
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crypto_lambda.config import Settings
-from streaming_service.speed_lake import SPEED_BARS, SPEED_GAPS, SPEED_PROVISIONAL, SPEED_QUARANTINE
+from crypto_lambda.lake.speed import SPEED_BARS, SPEED_GAPS, SPEED_PROVISIONAL, SPEED_QUARANTINE
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_WS_URL = "wss://stream.binance.com:9443"

@@ -35,7 +35,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def recording():
     """The shipped real sample, unshifted (tests that need "today" build their own shifted one)."""
-    from crypto_lambda.exchange.recording import Recording
+    from replay_exchange.recording import Recording
 
     return Recording.from_sample()
 
@@ -43,7 +43,7 @@ def recording():
 @pytest.fixture(scope="session")
 def server(recording):
     """One replay exchange on a free loopback port for every test that only reads from it."""
-    from crypto_lambda.exchange.replay import ReplayServer
+    from replay_exchange.server import ReplayServer
 
     with ReplayServer(recording) as srv:
         yield srv
@@ -53,8 +53,8 @@ def server(recording):
 def today_server():
     """One replay exchange serving the sample shifted so it ends today (``.recording`` has the shift), for every
     test that backfills "up to yesterday" through Dagster and only reads from it."""
-    from crypto_lambda.exchange.recording import Recording
-    from crypto_lambda.exchange.replay import ReplayServer
+    from replay_exchange.recording import Recording
+    from replay_exchange.server import ReplayServer
 
     with ReplayServer(Recording.from_sample(shift_to_today=True)) as srv:
         yield srv

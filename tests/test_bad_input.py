@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from crypto_lambda.cli import main
 from crypto_lambda.timeutil import today_utc
+from crypto_lambda_app.cli import main
 from tests.test_readers import BTC_FEATHER, dump_lines, real_rows, write_checksum, write_lines
 
-CLI = [sys.executable, "-c", "import sys; from crypto_lambda.cli import main; sys.exit(main(sys.argv[1:]))"]
+CLI = [sys.executable, "-c", "import sys; from crypto_lambda_app.cli import main; sys.exit(main(sys.argv[1:]))"]
 # a Java stack frame, printed by the JVM or inside PySpark's JSON error log (where newlines are escaped)
 JAVA_FRAME = re.compile(r"(?:^\s+|\\n\\t)at (?:org\.apache|java\.|scala\.|py4j\.)", re.M)
 DAY_FILE = "BTCUSDT-1m-2025-06-01.csv"

@@ -18,8 +18,8 @@ EVERY = 97
 
 @pytest.fixture()
 def corrupt_stack(tmp_path, monkeypatch, spark):
-    from crypto_lambda.exchange.recording import Recording
-    from crypto_lambda.exchange.replay import ReplayKnobs, ReplayServer
+    from replay_exchange.recording import Recording
+    from replay_exchange.server import ReplayKnobs, ReplayServer
 
     home = tmp_path / "home"
     day = yesterday_utc()

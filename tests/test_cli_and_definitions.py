@@ -9,7 +9,7 @@ import json
 import dagster as dg
 import pytest
 
-from crypto_lambda.cli import main
+from crypto_lambda_app.cli import main
 
 
 def test_code_location_loads_with_assets_checks_jobs_schedules():

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from crypto_lambda.exchange.client import BinanceClient, ExchangeError
-from crypto_lambda.exchange.replay import ReplayKnobs, ReplayServer
 from crypto_lambda.timeutil import DAY_MS, MINUTE_MS, day_start_ms, now_ms
+from replay_exchange.server import ReplayKnobs, ReplayServer
 
 JUNE_1 = day_start_ms(dt.date(2025, 6, 1))
 

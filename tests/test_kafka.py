@@ -11,11 +11,11 @@ import pytest
 from kafka.errors import KafkaError
 
 from crypto_lambda.config import Settings
-from crypto_lambda.exchange.recording import Recording
+from crypto_lambda.lake.speed import read_speed_bars
+from crypto_lambda_app.harness import ReplayRun, expected_trades, read_topic, trades_frame
+from replay_exchange.recording import Recording
 from streaming_service import consumer
 from streaming_service.broker import EmbeddedBroker, partition_state
-from streaming_service.harness import ReplayRun, expected_trades, read_topic, trades_frame
-from streaming_service.speed_lake import read_speed_bars
 from streaming_service.topics import SpeedPaths, Topics
 
 pytestmark = pytest.mark.timeout(420)

@@ -45,8 +45,8 @@ def test_maintenance_asset_compacts_every_table_keeping_rows_and_time_travel(spa
 
     from crypto_assets.assets.maintenance import build_maintenance_assets
     from crypto_assets.resources import LakeResource
-    from crypto_lambda.cli import main
     from crypto_lambda.spark import spark_conf
+    from crypto_lambda_app.cli import main
 
     lake = lambda_home / "lake"
     small_commits(spark, lake)

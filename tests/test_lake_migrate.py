@@ -17,12 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 
 import crypto_lambda.forecast.tables  # noqa: F401 - registered, as `lake migrate` has them
-import streaming_service.speed_lake  # noqa: F401 - registered, as `lake migrate` has them
+import crypto_lambda.lake.speed  # noqa: F401 - registered, as `lake migrate` has them
 from crypto_lambda.errors import Fault
-from crypto_lambda.exchange.recording import sample_bars
 from crypto_lambda.lake import migrate, read
 from crypto_lambda.schema import DAILY_SCHEMA, KLINE_SCHEMA, QUARANTINE_SCHEMA, REALIZED_VOL_SCHEMA
 from crypto_lambda.timeutil import day_start_ms
+from replay_exchange.recording import sample_bars
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 DAYS = [dt.date(2025, 5, 21) + dt.timedelta(days=i) for i in range(3)]
@@ -227,7 +227,7 @@ def test_checksums_name_the_day_that_differs() -> None:
 def test_cli_gate_and_dry_run(tmp_path: Path, monkeypatch, capsys) -> None:
     """Every command but `lake` refuses an old-layout home, naming the fix (old forecast outputs or quarantine
     files alone too: no writer produces them any more); --dry-run lists, moves nothing."""
-    from crypto_lambda.cli import main
+    from crypto_lambda_app.cli import main
 
     home = tmp_path / "home"
     monkeypatch.setenv("CRYPTO_LAMBDA_HOME", str(home))

@@ -14,9 +14,9 @@ import pytest
 import requests
 
 from crypto_lambda.config import Settings
+from crypto_lambda.lake.speed import provisional_daily_bar, read_speed_bars
 from crypto_lambda.timeutil import MINUTE_MS
-from crypto_lambda.web import WebServer
-from streaming_service.speed_lake import provisional_daily_bar, read_speed_bars
+from crypto_lambda_app.web import WebServer
 
 pytestmark = pytest.mark.timeout(300)
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -29,8 +29,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, spark, today_server, broker):
     """Streams the 50th to 20th minute before now (recording shifted so it ends today) through the real
     pipeline, then serves the output. ``more()`` streams the next 15 minutes into the same topics and
     checkpoints, as a running consumer would."""
+    from crypto_lambda_app.harness import ReplayRun
     from streaming_service import consumer
-    from streaming_service.harness import ReplayRun
     from streaming_service.topics import SpeedPaths, Topics
 
     home = tmp_path_factory.mktemp("live") / "home"

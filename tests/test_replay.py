@@ -21,14 +21,14 @@ import pytest
 import requests
 
 from crypto_lambda import schema
-from crypto_lambda.exchange.recording import Recording, decimal_str
-from crypto_lambda.exchange.replay import WS_MODULE, ReplayKnobs, ReplayServer, build_app
 from crypto_lambda.timeutil import DAY_MS, MINUTE_MS, day_start_ms, now_ms, today_utc
+from replay_exchange.recording import Recording, decimal_str
+from replay_exchange.server import WS_MODULE, ReplayKnobs, ReplayServer, build_app
 
 SAMPLE = Path(__file__).resolve().parent.parent / "crypto_lambda" / "sample"
 JUNE_1 = day_start_ms(dt.date(2025, 6, 1))
 FIRST_MINUTE = day_start_ms(dt.date(2025, 5, 20))
-CLI = [sys.executable, "-c", "import sys; from crypto_lambda.cli import main; sys.exit(main(sys.argv[1:]))"]
+CLI = [sys.executable, "-c", "import sys; from crypto_lambda_app.cli import main; sys.exit(main(sys.argv[1:]))"]
 LAST_MINUTE = day_start_ms(dt.date(2025, 8, 18)) + (18 * 60 + 27) * MINUTE_MS
 
 

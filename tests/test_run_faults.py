@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from crypto_lambda.exchange.recording import Recording, sample_bars
-from crypto_lambda.exchange.replay import ReplayKnobs, ReplayServer
 from crypto_lambda.timeutil import DAY_MS, day_start_ms, yesterday_utc
+from replay_exchange.recording import Recording, sample_bars
+from replay_exchange.server import ReplayKnobs, ReplayServer
 
-CLI = [sys.executable, "-c", "import sys; from crypto_lambda.cli import main; sys.exit(main(sys.argv[1:]))"]
+CLI = [sys.executable, "-c", "import sys; from crypto_lambda_app.cli import main; sys.exit(main(sys.argv[1:]))"]
 
 
 def backfill_env(home: Path, url: str, first: dt.date, symbols: str = "BTCUSDT,ETHUSDT") -> dict[str, str]:
@@ -100,7 +100,7 @@ def test_kill_9_during_backfill_then_status_tells_the_truth_and_a_rerun_heals(tm
 
 def test_backfill_exits_1_naming_the_failed_error_check(tmp_path, monkeypatch, capfd, spark) -> None:
     """The exchange lacks one day: every run succeeds, but daily_filled:no_gaps (ERROR) fails -> exit 1."""
-    from crypto_lambda.cli import main
+    from crypto_lambda_app.cli import main
 
     minutes, daily = sample_bars()
     shift = Recording(minutes, daily, shift_to_today=True).shift_ms
@@ -122,7 +122,7 @@ def test_backfill_exits_1_naming_the_failed_error_check(tmp_path, monkeypatch, c
 
 def test_web_api_bad_requests_get_400_and_one_log_line(lambda_home, caplog) -> None:
     from crypto_lambda.config import load_settings
-    from crypto_lambda.web import WebServer
+    from crypto_lambda_app.web import WebServer
 
     with WebServer(load_settings()) as server, caplog.at_level(logging.INFO, logger="aiohttp.server"):
         assert requests.get(f"{server.url}/api/bars", params={"symbol": "../etc"}, timeout=10).status_code == 400

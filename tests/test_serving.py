@@ -98,7 +98,7 @@ def test_batch_replaces_a_day_served_from_speed_and_time_travel_keeps_the_old_ba
 
 def test_query_views_and_sql_errors(layered, spark, capsys):
     from crypto_assets.assets.serving.daily import build_serving_daily
-    from crypto_lambda.cli import main
+    from crypto_lambda_app.cli import main
 
     build_serving_daily(spark, layered[0], ["BTCUSDT"])
     assert main(["query", "SELECT source, count(*) AS n FROM serving_daily GROUP BY source ORDER BY source",

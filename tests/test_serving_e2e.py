@@ -21,8 +21,8 @@ SAMPLE_DAILY = "crypto_lambda/sample/daily/{}_1d.csv"
 
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory: pytest.TempPathFactory, spark, today_server, broker):
+    from crypto_lambda_app.harness import ReplayRun
     from streaming_service import consumer
-    from streaming_service.harness import ReplayRun
     from streaming_service.topics import SpeedPaths, Topics
 
     home = tmp_path_factory.mktemp("loop") / "home"
@@ -99,7 +99,7 @@ def test_batch_backfill_takes_over_speed_days(loop, capsys):
     from crypto_assets.backfill import run_backfill
     from crypto_assets.jobs import SERVING_JOB
     from crypto_assets.partitions import symbol_range_tags
-    from crypto_lambda.cli import main
+    from crypto_lambda_app.cli import main
 
     settings, defs, instance, day = loop["settings"], loop["defs"], loop["instance"], loop["day"]
     assert run_backfill(defs, settings, instance).success

@@ -24,13 +24,13 @@ import pytest
 
 from crypto_lambda import machine
 from crypto_lambda.config import Settings
-from crypto_lambda.exchange.recording import Recording
 from crypto_lambda.lake import read as lake_read
-from crypto_lambda.stack import procs
-from crypto_lambda.stack.health import component_health
-from crypto_lambda.stack.state import read_state, state_path
+from crypto_lambda.lake.speed import SPEED_BARS, read_gaps, read_speed_bars
 from crypto_lambda.timeutil import today_utc
-from streaming_service.speed_lake import SPEED_BARS, read_gaps, read_speed_bars
+from crypto_lambda_app.stack import procs
+from crypto_lambda_app.stack.health import component_health
+from crypto_lambda_app.stack.state import read_state, state_path
+from replay_exchange.recording import Recording
 
 pytestmark = pytest.mark.timeout(720)
 BIN = Path(sys.executable).parent
@@ -260,7 +260,7 @@ def _restart_on_the_same_home(stack: dict[str, Any], all_healthy: Callable[[], A
 def test_no_stack_and_live_mode_and_busy_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Cheap checks without starting a stack: status says 'not running', --live drops the replay exchange and
     points the children at Binance, and a busy port is refused up front, naming the component."""
-    from crypto_lambda.stack.components import StackOptions, base_env, build_components
+    from crypto_lambda_app.stack.components import StackOptions, base_env, build_components
 
     settings = Settings(home=tmp_path / "home")
     health = component_health(settings)
@@ -299,7 +299,7 @@ def test_a_component_that_dies_with_an_error_line_shows_it_in_status(tmp_path: P
     """A component's one-line error (here `web` on a busy port, run as the supervisor runs it: output to its
     log) is what `status` and the supervisor show beside it."""
     from crypto_lambda.errors import last_error
-    from crypto_lambda.stack.health import format_components
+    from crypto_lambda_app.stack.health import format_components
 
     log_path = tmp_path / "web.log"
     with socket.socket() as busy, open(log_path, "wb") as out:

@@ -13,12 +13,8 @@ import pyarrow as pa
 import pytest
 
 from crypto_lambda.config import Settings
-from crypto_lambda.exchange.recording import Recording
 from crypto_lambda.lake import read as lake_read
-from streaming_service import consumer
-from streaming_service.broker import EmbeddedBroker
-from streaming_service.harness import ReplayRun, expected_trades, read_topic, trades_frame
-from streaming_service.speed_lake import (
+from crypto_lambda.lake.speed import (
     SPEED_BARS,
     gap_minutes,
     provisional_daily_bar,
@@ -26,6 +22,10 @@ from streaming_service.speed_lake import (
     read_speed_bars,
     read_stream_quarantine,
 )
+from crypto_lambda_app.harness import ReplayRun, expected_trades, read_topic, trades_frame
+from replay_exchange.recording import Recording
+from streaming_service import consumer
+from streaming_service.broker import EmbeddedBroker
 from streaming_service.topics import SpeedPaths, Topics
 
 pytestmark = pytest.mark.timeout(300)

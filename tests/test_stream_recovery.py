@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 from crypto_lambda.config import Settings
-from crypto_lambda.exchange.recording import Recording
 from crypto_lambda.lake import read as lake_read
+from crypto_lambda.lake.speed import SPEED_BARS, read_speed_bars
+from crypto_lambda_app.harness import ReplayRun, expected_trades, read_topic, trades_frame
+from replay_exchange.recording import Recording
 from streaming_service import consumer
 from streaming_service.broker import EmbeddedBroker, delete_topics
-from streaming_service.harness import ReplayRun, expected_trades, read_topic, trades_frame
-from streaming_service.speed_lake import SPEED_BARS, read_speed_bars
 from streaming_service.topics import SpeedPaths, Topics
 
 pytestmark = pytest.mark.timeout(300)
@@ -45,7 +45,7 @@ def test_consumer_killed_mid_stream_resumes_without_duplicates_or_holes(
 
     # Small micro-batches so the kill lands mid-stream; a wide watermark because capped batches let one
     # partition run ahead of the other in event time.
-    cli = [sys.executable, "-c", "import sys; from crypto_lambda.cli import main; sys.exit(main())",
+    cli = [sys.executable, "-c", "import sys; from crypto_lambda_app.cli import main; sys.exit(main())",
            "stream", "consume", "--bootstrap", broker.bootstrap, "--topic-prefix", "kill",
            "--trigger-seconds", "0.5", "--max-offsets-per-trigger", "600", "--queries", "bars",
            "--watermark", "10 minutes"]

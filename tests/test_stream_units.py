@@ -12,9 +12,9 @@ import aiohttp
 import pandas as pd
 import pytest
 
-from crypto_lambda.exchange.recording import Recording
-from crypto_lambda.exchange.replay import ReplayKnobs, ReplayServer
-from crypto_lambda.exchange.replay_ws import MinuteTable, StreamKnobs, configure_streams, minute_events, minute_trades
+from replay_exchange.recording import Recording
+from replay_exchange.server import ReplayKnobs, ReplayServer
+from replay_exchange.streams import MinuteTable, StreamKnobs, configure_streams, minute_events, minute_trades
 from streaming_service.spill import SpilledRecord, SpillFile
 
 pytestmark = pytest.mark.timeout(120)

@@ -21,7 +21,7 @@ import requests
 
 from crypto_lambda import readers, schema
 from crypto_lambda.config import DEFAULT_API_URL
-from crypto_lambda.exchange.recording import interval_ms, iso_ms
+from crypto_lambda.timeutil import interval_ms, iso_ms
 
 log = logging.getLogger(__name__)
 

@@ -20,14 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from crypto_lambda.config import SAMPLE_DAILY
 from crypto_lambda.forecast.config import ForecastConfig, ModelSpec
 from crypto_lambda.forecast.cv import CVRun, forecast_at, make_cutoffs, submit_cv
 from crypto_lambda.forecast.metrics import by_horizon, choose_champion, summarize
 from crypto_lambda.forecast.models import build_forecaster
 from crypto_lambda.forecast.vol_pipeline import VolResult, finish_vol, submit_vol
 from crypto_lambda.volatility import variance_series
-
-SAMPLE_DAILY = Path(__file__).resolve().parent.parent / "sample" / "daily"
 
 
 @dataclass

@@ -14,8 +14,8 @@ from crypto_lambda.config import Settings
 from crypto_lambda.lake import SPEED_DAILY
 from crypto_lambda.lake import read as lake_read
 from crypto_lambda.lake import write as lake_write
+from crypto_lambda.lake.speed import provisional_daily_bars
 from crypto_lambda.timeutil import MINUTES_PER_DAY, today_utc
-from streaming_service.speed_lake import provisional_daily_bars
 
 
 def speed_row(bar: dict) -> dict:

@@ -1,5 +1,5 @@
 """Replay exchange: a local aiohttp server that answers like Binance spot's public REST API, from a
-:class:`~crypto_lambda.exchange.recording.Recording`.
+:class:`~replay_exchange.recording.Recording`.
 
 It exists so the batch and speed layers (and their tests) can run against real recorded data with
 Binance's semantics: klines open-time-inclusive at both ends, ``limit`` default 500 / max 1000, request
@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from crypto_lambda.exchange.recording import SERVED_INTERVALS, Recording
-from crypto_lambda.httpserver import BackgroundServer
+from crypto_lambda_http import BackgroundServer
+from replay_exchange.recording import SERVED_INTERVALS, Recording
 
 if TYPE_CHECKING:  # replay_ws is imported lazily by build_app (it is optional), never at import time
-    from crypto_lambda.exchange.replay_ws import StreamKnobs
+    from replay_exchange.streams import StreamKnobs
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ WEIGHTS = {"/api/v3/ping": 1, "/api/v3/time": 1, "/api/v3/exchangeInfo": 20, "/a
 BINANCE_INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d",
                      "1w", "1M")
 QUOTE_ASSETS = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY")
-WS_MODULE = "crypto_lambda.exchange.replay_ws"
+WS_MODULE = "replay_exchange.streams"
 
 
 @dataclass

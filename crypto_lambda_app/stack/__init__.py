@@ -5,9 +5,9 @@ streaming consumer, Dagster webserver + daemon, live web page), and its health f
 ``$CRYPTO_LAMBDA_HOME/stack/state.json`` and probes them, ``procs`` holds the /proc plumbing.
 """
 
-from crypto_lambda.stack.components import StackOptions, build_components
-from crypto_lambda.stack.health import component_health, format_components
-from crypto_lambda.stack.state import state_path
+from crypto_lambda_app.stack.components import StackOptions, build_components
+from crypto_lambda_app.stack.health import component_health, format_components
+from crypto_lambda_app.stack.state import state_path
 
 __all__ = ["StackOptions", "build_components", "component_health", "format_components",
            "state_path"]

@@ -78,7 +78,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     settings = load_settings()
     from crypto_assets.status import collect_status, format_status
-    from crypto_lambda.stack.health import component_health, format_components
+    from crypto_lambda_app.stack.health import component_health, format_components
 
     status = collect_status(settings, _instance(settings))
     status["components"] = component_health(settings)  # the `make up` stack, if one runs on this home

@@ -73,7 +73,7 @@ def executable(name: str) -> str:
 
 def base_env(settings: Settings, options: StackOptions, stack_id: str) -> dict[str, str]:
     """Environment shared by every child: one home, one Dagster instance, one exchange, one broker."""
-    from crypto_lambda.stack.procs import STACK_ID_ENV
+    from crypto_lambda_app.stack.procs import STACK_ID_ENV
     from streaming_service.topics import ws_base_url
 
     api_url = settings.api_url if options.live else f"http://{HOST}:{options.exchange_port}"
@@ -95,7 +95,7 @@ def base_env(settings: Settings, options: StackOptions, stack_id: str) -> dict[s
 def _future_bound(options: StackOptions) -> list[str]:
     """A replay exchange faster than the clock streams recorded time ahead of now by design: only then is the
     consumer's "not after now + 1 minute" rule lifted."""
-    from crypto_lambda.exchange.replay_ws import env_knobs
+    from replay_exchange.streams import env_knobs
 
     return ["--no-future-bound"] if not options.live and env_knobs().speed > 1 else []
 

@@ -7,15 +7,16 @@ import logging
 from pathlib import Path
 
 log = logging.getLogger("crypto_lambda.replay")
+DESCRIPTION = ("Serve recorded klines (the shipped BTCUSDT/ETHUSDT sample unless --data is given) with Binance "
+               "spot REST and WebSocket semantics. Point BINANCE_API_URL and BINANCE_WS_URL at the printed URLs.")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "replay-exchange",
-        help="serve recorded klines through a local Binance-compatible REST API",
-        description="Serve recorded klines (the shipped BTCUSDT/ETHUSDT sample unless --data is given) "
-                    "with Binance spot REST semantics. Point BINANCE_API_URL at the printed URL.",
-    )
+    add_arguments(sub.add_parser("replay-exchange", help="serve recorded klines through a local "
+                                 "Binance-compatible REST and WebSocket API", description=DESCRIPTION))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8090, help="port (default 8090; 0 = any free port)")
     parser.add_argument("--allow-remote", action="store_true",
@@ -41,10 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crypto_lambda.exchange.recording import Recording, iso_ms
-    from crypto_lambda.exchange.replay import ReplayKnobs, ReplayServer
-    from crypto_lambda.exchange.replay_ws import env_knobs
-    from crypto_lambda.httpserver import check_bind
+    from crypto_lambda.timeutil import iso_ms
+    from crypto_lambda_http import check_bind
+    from replay_exchange.recording import Recording
+    from replay_exchange.server import ReplayKnobs, ReplayServer
+    from replay_exchange.streams import env_knobs
 
     check_bind(args.host, args.allow_remote, "replay exchange")
     if not 0 <= args.error_rate <= 1:
@@ -73,3 +75,20 @@ def run(args: argparse.Namespace) -> int:
         server.serve_until_signal()
         log.info("replay exchange stopping")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``replay-exchange`` / ``python -m replay_exchange``: the same command without the product's CLI."""
+    import sys
+
+    from crypto_lambda.errors import report
+
+    parser = argparse.ArgumentParser(prog="replay-exchange", description=DESCRIPTION)
+    add_arguments(parser)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (Exception, KeyboardInterrupt) as exc:
+        return report(exc, prog=parser.prog, context=" ".join(argv), verbose=False)

@@ -14,8 +14,8 @@ from typing import Any
 from crypto_lambda import machine
 from crypto_lambda.config import Settings
 from crypto_lambda.errors import last_error
-from crypto_lambda.stack import procs
-from crypto_lambda.stack.state import read_state, state_path
+from crypto_lambda_app.stack import procs
+from crypto_lambda_app.stack.state import read_state, state_path
 
 
 def _log_info(path: str | None) -> tuple[str | None, float | None]:

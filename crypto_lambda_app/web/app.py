@@ -15,10 +15,10 @@ import time
 from aiohttp import web
 
 from crypto_lambda.config import Settings
-from crypto_lambda.httpserver import BackgroundServer
 from crypto_lambda.lake.tables import is_table
-from crypto_lambda.web.data import DEFAULT_MINUTES, MAX_MINUTES, SnapshotCache, snapshot
-from crypto_lambda.web.page import PAGE
+from crypto_lambda_app.web.data import DEFAULT_MINUTES, MAX_MINUTES, SnapshotCache, snapshot
+from crypto_lambda_app.web.page import PAGE
+from crypto_lambda_http import BackgroundServer
 from streaming_service.topics import SpeedPaths
 
 log = logging.getLogger(__name__)

@@ -29,11 +29,11 @@ from typing import Any
 from crypto_lambda import machine
 from crypto_lambda.config import Settings, ensure_dagster_home
 from crypto_lambda.errors import last_error
-from crypto_lambda.stack import procs
-from crypto_lambda.stack.components import ComponentSpec, StackOptions, base_env, build_components
-from crypto_lambda.stack.state import logs_dir, now_iso, read_state, state_path, write_state
+from crypto_lambda_app.stack import procs
+from crypto_lambda_app.stack.components import ComponentSpec, StackOptions, base_env, build_components
+from crypto_lambda_app.stack.state import logs_dir, now_iso, read_state, state_path, write_state
 
-log = logging.getLogger("crypto_lambda.stack")
+log = logging.getLogger("crypto_lambda_app.stack")
 
 BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0)
 # SIGHUP too: a closed terminal should stop the stack in order, not leave each child to its death signal.

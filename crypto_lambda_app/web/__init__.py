@@ -4,6 +4,6 @@
 in a background thread for tests and embedding.
 """
 
-from crypto_lambda.web.app import WebServer, build_app
+from crypto_lambda_app.web.app import WebServer, build_app
 
 __all__ = ["WebServer", "build_app"]

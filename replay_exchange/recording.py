@@ -22,35 +22,28 @@ import numpy as np
 import pandas as pd
 
 from crypto_lambda import readers
+from crypto_lambda.config import SAMPLE_1M, SAMPLE_DAILY
 from crypto_lambda.schema import KLINE_COLUMNS
 from crypto_lambda.timeutil import (
     DAY_MS,
     MINUTE_MS,
     MINUTES_PER_DAY,
-    ms_to_datetime,
+    interval_ms,
     ms_to_day,
     now_ms,
     today_utc,
 )
 
-SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample"
 FIELDS = ("open", "high", "low", "close", "volume", "quote_volume", "trades", "taker_buy_base",
           "taker_buy_quote")
 SUMMED = ("volume", "quote_volume", "trades", "taker_buy_base", "taker_buy_quote")
 DAILY_HEADER = "timestamp,open,high,low,close,volume"
 _SYMBOL_IN_NAME = re.compile(r"^([A-Z0-9]{5,20})(?=[-_.])")
-_UNIT_MS = {"m": MINUTE_MS, "h": 60 * MINUTE_MS, "d": DAY_MS, "w": 7 * DAY_MS}
 # Intervals the recording can serve: 1m as recorded, 1d from minutes or the daily file, and every
 # intraday interval aggregated from minutes (they all divide a day, so buckets align to UTC midnight).
 SERVED_INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
 
 
-def interval_ms(interval: str) -> int:
-    """Length in ms of a Binance kline interval (``1m``, ``4h``, ``1d``, ``1w``); ``1M``/``1s`` refused."""
-    match = re.fullmatch(r"([1-9][0-9]*)([mhdw])", interval or "")
-    if not match:
-        raise ValueError(f"kline interval {interval!r} is not supported (expected e.g. 1m, 1h, 1d)")
-    return int(match.group(1)) * _UNIT_MS[match.group(2)]
 
 
 def decimal_str(value: float) -> str:
@@ -188,10 +181,10 @@ def _expand(paths: Iterable[Path | str]) -> list[Path]:
 def sample_bars() -> tuple[dict[str, Bars], dict[str, Bars]]:
     """1m and 1d bars of the shipped sample, by symbol."""
     minutes = {}
-    for path in sorted((SAMPLE_DIR / "klines_1m").glob("*.feather")):
+    for path in sorted(SAMPLE_1M.glob("*.feather")):
         symbol = _SYMBOL_IN_NAME.match(path.name).group(1)  # type: ignore[union-attr]
         minutes[symbol] = read_freqtrade_feather(path, symbol)
-    daily = dict(read_daily_csv(p) for p in sorted((SAMPLE_DIR / "daily").glob("*_1d.csv")))
+    daily = dict(read_daily_csv(p) for p in sorted(SAMPLE_DAILY.glob("*_1d.csv")))
     return minutes, daily
 
 
@@ -355,7 +348,3 @@ def rows_of(bars: Bars, step_ms: int) -> list[list]:
     return [[t, o, h, lo, cl, v, t + step_ms - 1, qv, n, tb, tq, "0"]
             for t, o, h, lo, cl, v, qv, n, tb, tq in columns]
 
-
-def iso_ms(ms: int) -> str:
-    """ISO-8601 UTC text for log and error messages."""
-    return ms_to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -27,11 +27,10 @@ from pathlib import Path
 import pandas as pd
 
 from crypto_lambda import lake as lk
-from crypto_lambda.config import Settings, ensure_dagster_home, load_settings, save_settings
+from crypto_lambda.config import SAMPLE_1M, Settings, ensure_dagster_home, load_settings, save_settings
 from crypto_lambda.timeutil import DAY_MS, MINUTE_MS, day_start_ms, now_ms, today_utc, yesterday_utc
 
-log = logging.getLogger("crypto_lambda.demo")
-SAMPLE_1M = Path(__file__).resolve().parent / "sample" / "klines_1m"
+log = logging.getLogger("crypto_lambda_app.demo")
 TRADES_PER_MINUTE = 20  # synthetic trades per recorded minute: consistent with its OHLCV (see replay_ws)
 
 
@@ -59,8 +58,8 @@ class _Phase:
 
 
 def run_demo(days: int = 90, stream_seconds: float = 60.0, forecasts: bool = True) -> int:
-    from crypto_lambda.exchange.recording import Recording
-    from crypto_lambda.exchange.replay import ReplayKnobs, ReplayServer
+    from replay_exchange.recording import Recording
+    from replay_exchange.server import ReplayKnobs, ReplayServer
 
     started = time.monotonic()
     state = DemoState()
@@ -120,10 +119,10 @@ def stream_window(now_ms: int) -> tuple[int, int]:
 
 
 def _stream(state: DemoState, recording, stream_seconds: float) -> None:
+    from crypto_lambda.lake.speed import read_speed_bars
+    from crypto_lambda_app.harness import ReplayRun
     from streaming_service import consumer
     from streaming_service.broker import EmbeddedBroker
-    from streaming_service.harness import ReplayRun
-    from streaming_service.speed_lake import read_speed_bars
     from streaming_service.topics import SpeedPaths, Topics
 
     settings = state.settings

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crypto_lambda.exchange.recording import Recording
-from crypto_lambda.exchange.replay import ReplayKnobs, ReplayServer
-from crypto_lambda.exchange.replay_ws import MinuteTable, StreamKnobs, configure_streams, minute_trades
+from replay_exchange.recording import Recording
+from replay_exchange.server import ReplayKnobs, ReplayServer
+from replay_exchange.streams import MinuteTable, StreamKnobs, configure_streams, minute_trades
 from streaming_service.producer import ProducerConfig, StreamProducer
 from streaming_service.topics import Topics
 

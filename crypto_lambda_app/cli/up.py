@@ -39,9 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from crypto_lambda.stack.components import StackOptions
-    from crypto_lambda.stack.state import logs_dir
-    from crypto_lambda.stack.supervisor import Supervisor
+    from crypto_lambda_app.stack.components import StackOptions
+    from crypto_lambda_app.stack.state import logs_dir
+    from crypto_lambda_app.stack.supervisor import Supervisor
 
     for name in ("exchange_port", "broker_port", "dagster_port", "web_port"):
         port = getattr(args, name)
@@ -54,7 +54,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     logs_dir(settings).mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(logs_dir(settings) / "supervisor.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("crypto_lambda.stack").addHandler(handler)
+    logging.getLogger("crypto_lambda_app.stack").addHandler(handler)
     _sweep_dead_runs(settings)
     options = StackOptions(
         live=args.live, exchange_port=args.exchange_port, broker_port=args.broker_port,
@@ -67,6 +67,6 @@ def cmd_up(args: argparse.Namespace) -> int:
 def _sweep_dead_runs(settings) -> None:
     """Runs left STARTED by a killed process would block the sensors' "run in flight" logic forever."""
     from crypto_assets.runs import sweep_dead_runs
-    from crypto_lambda.cli.batch import _instance
+    from crypto_lambda_app.cli.batch import _instance
 
     sweep_dead_runs(_instance(settings))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-log = logging.getLogger("crypto_lambda.web")
+log = logging.getLogger("crypto_lambda_app.web")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from crypto_lambda.config import load_settings
-    from crypto_lambda.httpserver import check_bind
-    from crypto_lambda.web import WebServer
+    from crypto_lambda_app.web import WebServer
+    from crypto_lambda_http import check_bind
 
     check_bind(args.host, args.allow_remote, "live page")
     if not 0 <= args.port <= 65535:

@@ -9,8 +9,9 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from crypto_lambda.cli import batch, demo, exchange, history, imports, lake, query, stream, up, web
 from crypto_lambda.errors import report
+from crypto_lambda_app.cli import batch, demo, history, imports, lake, query, stream, up, web
+from replay_exchange import cli as exchange
 
 
 def build_parser() -> argparse.ArgumentParser:

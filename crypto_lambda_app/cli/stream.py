@@ -222,7 +222,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
 
 def cmd_today(args: argparse.Namespace) -> int:
-    from streaming_service.speed_lake import provisional_daily_bar
+    from crypto_lambda.lake.speed import provisional_daily_bar
 
     settings = load_settings()
     day = parse_day(args.day, what="--day") if args.day else today_utc()

@@ -1,7 +1,7 @@
 """What the live page shows, read from the streaming consumer's Delta tables with delta-rs (no JVM, no
 pyspark import).
 
-Minute bars come from :func:`streaming_service.speed_lake.read_speed_bars` (one committed table version, so
+Minute bars come from :func:`crypto_lambda.lake.speed.read_speed_bars` (one committed table version, so
 a half-written micro-batch never shows up), the day's bar from :func:`provisional_daily_bar` (committed
 minutes plus the kline stream's in-progress minutes). Which days exist comes from the tables' add actions
 (partition values and ``date`` statistics, no Parquet opened); then only the last day or two of one symbol
@@ -21,8 +21,8 @@ import pandas as pd
 
 from crypto_lambda.config import Settings
 from crypto_lambda.lake import read as lake_read
+from crypto_lambda.lake.speed import SPEED_BARS, SPEED_PROVISIONAL, provisional_daily_bar, read_speed_bars
 from crypto_lambda.timeutil import MINUTE_MS
-from streaming_service.speed_lake import SPEED_BARS, SPEED_PROVISIONAL, provisional_daily_bar, read_speed_bars
 
 MAX_MINUTES = 1440
 DEFAULT_MINUTES = 120

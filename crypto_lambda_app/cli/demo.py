@@ -6,7 +6,7 @@ import argparse
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from crypto_lambda.demo import run_demo
+    from crypto_lambda_app.demo import run_demo
 
     if not 1 <= args.days <= 90:
         raise ValueError(f"--days {args.days}: the shipped sample has 90 days of minutes (1..90)")

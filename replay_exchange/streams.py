@@ -36,11 +36,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from aiohttp import WSMsgType, web
 
-from crypto_lambda.exchange.recording import Recording, decimal_str
 from crypto_lambda.timeutil import MINUTE_MS
+from replay_exchange.recording import Recording, decimal_str
 
 if TYPE_CHECKING:
-    from crypto_lambda.exchange.replay import ReplayKnobs
+    from replay_exchange.server import ReplayKnobs
 
 log = logging.getLogger(__name__)
 

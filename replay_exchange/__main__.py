@@ -1,0 +1,5 @@
+import sys
+
+from replay_exchange.cli import main
+
+sys.exit(main())
