@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 POMS := jvm/pom.xml jvm/kafka-broker/pom.xml jvm/spark/pom.xml
 JVM_STAMP := jvm/lib/.fetched-stamp
 
-.PHONY: venv jvm setup demo test lint lock bench up clean
+.PHONY: venv jvm setup demo test test-fast lint lock bench up clean
 
 # Exactly the lock (hashes checked, nothing resolved), then the project itself with --no-deps.
 $(STAMP): requirements.lock pyproject.toml tools/deps.py
@@ -35,6 +35,10 @@ demo: setup
 
 test: setup lint
 	$(BIN)/pytest -q
+
+# The unit tier alone (tests/unit: no JVM, broker or browser), under a minute; `make test` runs all three tiers.
+test-fast: venv
+	$(BIN)/pytest -q tests/unit
 
 lint: venv
 	$(BIN)/python tools/deps.py check

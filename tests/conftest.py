@@ -1,16 +1,40 @@
-"""Shared fixtures. One SparkSession per test run (JVM start costs 6-8 s); each test gets its own
-CRYPTO_LAMBDA_HOME so nothing leaks between tests or into the working tree."""
+"""Shared fixtures, and the test tiers. One SparkSession per test run (JVM start costs 6-8 s); each test gets its
+own CRYPTO_LAMBDA_HOME so nothing leaks between tests or into the working tree.
+
+Tiers mirror the layers (README "Architecture"): ``tests/unit`` (one module's behaviour; no JVM, broker,
+browser or child process stack: ``make test-fast``, under a minute), ``tests/integration`` (one real
+component: Spark, Delta, Kafka, Dagster runs, Postgres, docker-compose) and ``tests/e2e`` (the processes
+together: CLI subprocesses, the stack, the pipeline, Chromium). Each test gets its folder's marker; a unit test
+that asks for a heavy fixture is a collection error, so the fast tier stays fast.
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-SAMPLE = Path(__file__).resolve().parent.parent / "crypto_lambda" / "sample"
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+from tests.support import REPO, SAMPLE, chromium_path
+
+TIERS = ("unit", "integration", "e2e")
+HEAVY_FIXTURES = {"spark", "broker", "chromium", "postgres"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    misplaced = []
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier not in TIERS:
+            misplaced.append(f"{item.nodeid}: not under tests/unit, tests/integration or tests/e2e")
+            continue
+        item.add_marker(getattr(pytest.mark, tier))
+        heavy = HEAVY_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if tier == "unit" and heavy:
+            misplaced.append(f"{item.nodeid}: a unit test uses {', '.join(sorted(heavy))}; move it to "
+                             "tests/integration")
+    if misplaced:
+        raise pytest.UsageError("tests in the wrong tier:\n  " + "\n  ".join(misplaced))
 
 
 @pytest.fixture(scope="session")
@@ -74,37 +98,10 @@ def sample_dir() -> Path:
     return SAMPLE
 
 
-def temp_instance(folder: Path):
-    """A real, persistent Dagster instance in ``folder`` with telemetry off (local_temp ignores dagster.yaml)."""
-    import dagster as dg
-
-    folder.mkdir(parents=True, exist_ok=True)
-    return dg.DagsterInstance.local_temp(str(folder), overrides={"telemetry": {"enabled": False}})
-
-
-def shared_data_or_skip() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"optional larger case: {SHARED_DATA} is absent (CI and dev machines have it beside the repo)")
-    return SHARED_DATA
-
-
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 
 # -- headless Chromium (live page and Dagster UI checks) -----------------------------------------------------
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def chromium_path() -> str:
-    """Debian's chromium (or $CHROMIUM). Missing is a FAILURE, not a skip: CI installs it (.ci/run)."""
-    wanted = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-    found = shutil.which(wanted) or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        pytest.fail(f"headless Chromium not found at {wanted} (nor 'chromium' on PATH): install Debian's package "
-                    "(apt-get install chromium) or set CHROMIUM=/path/to/chromium", pytrace=False)
-    return found
-
 
 @pytest.fixture(scope="module")
 def chromium():

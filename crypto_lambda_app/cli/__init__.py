@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command != "lake":  # an old-layout home is converted once, explicitly (crypto_lambda.lake.migrate)
             from crypto_lambda.config import home_dir
-            from crypto_lambda.lake.migrate import check_migrated
+            from crypto_lambda.lake.legacy import check_migrated
 
             check_migrated(home_dir())
         return int(args.func(args) or 0)

@@ -31,10 +31,10 @@ def run_migrate(args: argparse.Namespace) -> int:
     import crypto_lambda.forecast.tables  # noqa: F401 - registers the forecasts' tables (their schemas)
     import crypto_lambda.lake.speed  # noqa: F401 - registers the speed layer's tables
     from crypto_lambda.config import home_dir
-    from crypto_lambda.lake import migrate
+    from crypto_lambda.lake import legacy, migrate
 
     home = home_dir()
-    found = migrate.find_old(home)
+    found = legacy.find_old(home)
     if args.dry_run or not found:
         for ds in found:
             print(f"{ds.name}: {len(ds.files)} old files under {ds.root}")

@@ -62,7 +62,7 @@ def test_kill_9_mid_commit_leaves_the_previous_version_and_a_rerun_completes(spa
                         symbols=["BTCUSDT"], start=FIRST, end=last)
     table = lt.table_path(lake, lt.RAW_KLINES)
     old_rows, old_files = lr.read(lake, lt.RAW_KLINES), data_files(table)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(lake), FIRST.isoformat(), str(DAYS)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                               start_new_session=True)  # its own process group: the JVM dies with it

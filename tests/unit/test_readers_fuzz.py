@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crypto_lambda import readers
-from tests.test_readers import dump_lines, real_rows
+from tests.support import dump_lines, real_rows
 
 ROWS = real_rows().iloc[:120].reset_index(drop=True)  # two real hours of BTCUSDT, 2025-06-01
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

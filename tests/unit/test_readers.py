@@ -7,7 +7,6 @@ import datetime as dt
 import hashlib
 import json
 import time
-import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -15,53 +14,16 @@ import pytest
 
 from crypto_lambda import readers
 from crypto_lambda.timeutil import normalize_epoch_to_ms
-
-SAMPLE_DIR = Path(__file__).resolve().parent.parent / "crypto_lambda" / "sample" / "klines_1m"
-BTC_FEATHER = SAMPLE_DIR / "BTCUSDT-1m-2025-05-20_2025-08-18.freqtrade.feather"
-DAY = dt.date(2025, 6, 1)
-OHLCV = ["open", "high", "low", "close", "volume"]
-DUMP_HEADER = ("open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,"
-               "taker_buy_quote_volume,ignore")
-
-
-def real_rows(first: dt.date = DAY, last: dt.date = DAY) -> pd.DataFrame:
-    """Real BTCUSDT minutes of [first, last] from the shipped freqtrade sample."""
-    frame = pd.read_feather(BTC_FEATHER)
-    days = frame["date"].dt.date
-    return frame[(days >= first) & (days <= last)].reset_index(drop=True)
-
-
-def dump_lines(rows: pd.DataFrame, unit: str = "us") -> list[str]:
-    """data.binance.vision CSV lines for real rows. The sample has no quote/taker/trade columns, so those
-    are derived deterministically from the real values (they only need to round-trip)."""
-    ms = rows["date"].dt.as_unit("ms").astype("int64")
-    scale = {"ms": 1, "us": 1000}
-    lines = []
-    for i, (t, o, h, lo, c, v) in enumerate(zip(ms, rows.open, rows.high, rows.low, rows.close, rows.volume,
-                                                strict=True)):
-        k = scale[unit if unit != "mixed" else ("ms" if i % 2 else "us")]
-        lines.append(f"{t * k},{o:.8f},{h:.8f},{lo:.8f},{c:.8f},{v:.8f},{(t + 59_999) * k},"
-                     f"{v * c:.8f},{i % 97 + 1},{v / 2:.8f},{v * c / 2:.8f},0")
-    return lines
-
-
-def write_lines(path: Path, lines: list[str], header: str | None = None) -> Path:
-    text = "\n".join(([header] if header else []) + lines) + "\n"
-    path.write_text(text)
-    return path
-
-
-def write_zip(path: Path, lines: list[str]) -> Path:
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(path.with_suffix(".csv").name, "\n".join(lines) + "\n")
-    return path
-
-
-def write_checksum(path: Path, digest: str | None = None) -> Path:
-    digest = digest or hashlib.sha256(path.read_bytes()).hexdigest()
-    sibling = path.with_name(path.name + ".CHECKSUM")
-    sibling.write_text(f"{digest}  {path.name}\n")
-    return sibling
+from tests.support import (
+    BTC_FEATHER,
+    DUMP_HEADER,
+    OHLCV,
+    dump_lines,
+    real_rows,
+    write_checksum,
+    write_lines,
+    write_zip,
+)
 
 
 def assert_matches_sample(good: pd.DataFrame, rows: pd.DataFrame) -> None:

@@ -4,9 +4,6 @@ would catch it if it did), QLIKE that prefers the truth, the champion's tie rule
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -230,47 +227,3 @@ def test_price_metrics_have_pinball_and_coverage_per_horizon(results):
             assert 0 < rows.at[("naive", h), "pinball"] < rows.at[("naive", h), "mape"]  # pinball < MAE-like MAPE
             assert 0 <= rows.at[("naive", h), "coverage80"] <= 100
         assert rows.at[("naive", "1"), "pinball"] < rows.at[("naive", "30"), "pinball"]
-
-
-def test_outputs_hold_both_targets_and_the_checks_read_the_price_rows(tmp_path: Path, results, spark):
-    from crypto_assets.checks.forecast import interval_coverage_report, mape_vs_naive_report
-    from crypto_lambda.config import Settings
-    from crypto_lambda.forecast.outputs import FORECAST_METRICS, VOL_FORECASTS, read_metrics, write_run
-    from crypto_lambda.lake import read as lr
-    from crypto_lambda.lake import write as lw
-
-    settings = Settings(home=tmp_path, symbols=SYMBOLS)
-    infos = write_run(results, tmp_path, settings.lake, "20260101T000000Z-dddddddd", spark=spark)
-    vol_rows = lr.read(settings.lake, VOL_FORECASTS)
-    assert set(vol_rows["symbol"]) == set(results) and vol_rows["vol"].gt(0).all()
-    for symbol, res in results.items():
-        info = infos[symbol]
-        for key in ("vol_forecast", "vol_metrics", "vol_metrics_csv", "vol_cv_points", "vol_chart_html",
-                    "vol_chart_png", "lake_vol_forecast"):
-            assert Path(info["files"][key]).exists(), key
-        assert info["volatility"]["champion"] == res.volatility.champion
-    both = read_metrics(settings.lake, "BTCUSDT", target=None)
-    assert set(both["target"]) == {"price", "volatility"}
-    assert both.groupby("target")["is_champion"].sum().to_dict() == {"price": 5, "volatility": 4}
-    price = read_metrics(settings.lake, "BTCUSDT")
-    assert set(price["target"]) == {"price"} and price["qlike"].isna().all() and price["mape"].notna().all()
-    assert mape_vs_naive_report(settings)[0] is True
-
-    passed, _, meta = interval_coverage_report(settings)
-    for symbol, res in results.items():
-        per_h = {h: res.metric(res.champion, h, "coverage80") for h in ("1", "7", "14", "30")}
-        assert meta["by_symbol"].value[symbol]["coverage80_by_horizon"] == pytest.approx(per_h)
-        assert meta["by_symbol"].value[symbol]["horizons_outside"] == [h for h, c in per_h.items()
-                                                                       if not 70 <= c <= 90]
-    # one horizon outside the band is enough for a WARN, even when the mean is fine
-    frame = read_metrics(settings.lake, "BTCUSDT", target=None)
-    champ = frame["is_champion"] & (frame["target"] == "price")
-    frame.loc[champ & frame["horizon"].isin(["1", "7", "14"]), "coverage80"] = 80.0
-    frame.loc[champ & (frame["horizon"] == "30"), "coverage80"] = 60.0
-    frame.loc[champ & (frame["horizon"] == "1-30"), "coverage80"] = 80.0
-    lw.replace(spark, settings.lake, FORECAST_METRICS, frame, symbols=["BTCUSDT"])
-    passed, severity, meta = interval_coverage_report(settings)
-    assert not passed and severity.value == "WARN" and "BTCUSDT" in meta["outside_band"].value
-    assert meta["by_symbol"].value["BTCUSDT"]["horizons_outside"] == ["30"]
-    pointer = json.loads((tmp_path / "forecasts" / "latest" / "BTCUSDT.json").read_text())
-    assert pointer["thresholds"]["coverage_horizons"] == [1, 7, 14, 30]

@@ -13,7 +13,7 @@ import pytest
 
 from crypto_lambda.config import load_settings
 from crypto_lambda.timeutil import MINUTE_MS, day_start_ms, yesterday_utc
-from tests.conftest import temp_instance
+from tests.support import temp_instance
 
 pytestmark = pytest.mark.timeout(600)
 SAMPLE_DAILY = "crypto_lambda/sample/daily/{}_1d.csv"

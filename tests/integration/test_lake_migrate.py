@@ -19,7 +19,7 @@ import pytest
 import crypto_lambda.forecast.tables  # noqa: F401 - registered, as `lake migrate` has them
 import crypto_lambda.lake.speed  # noqa: F401 - registered, as `lake migrate` has them
 from crypto_lambda.errors import Fault
-from crypto_lambda.lake import migrate, read
+from crypto_lambda.lake import legacy, migrate, read
 from crypto_lambda.schema import DAILY_SCHEMA, KLINE_SCHEMA, QUARANTINE_SCHEMA, REALIZED_VOL_SCHEMA
 from crypto_lambda.timeutil import day_start_ms
 from replay_exchange.recording import sample_bars
@@ -144,7 +144,7 @@ def test_migrate_old_home(spark, tmp_path: Path) -> None:
     written = build_old_home(home)
     old_tree = _tree(home)
     with pytest.raises(Exception, match="crypto-lambda lake migrate"):
-        migrate.check_migrated(home)
+        legacy.check_migrated(home)
 
     done = {m.name: m for m in migrate.migrate(home, spark)}
 
@@ -181,7 +181,7 @@ def test_migrate_old_home(spark, tmp_path: Path) -> None:
     assert all(moved[key] == digest for key, digest in old_tree.items()), "an old file changed on the way"
     assert not (home / "quarantine").exists() and not (home / migrate.STAGING).exists()
     assert all((lake / name / "_delta_log").is_dir() for name in done if name != "quarantine")
-    migrate.check_migrated(home)
+    legacy.check_migrated(home)
     version = read.version(lake, "raw_klines_1m")
     assert migrate.migrate(home, spark) == []
     assert read.version(lake, "raw_klines_1m") == version
@@ -234,7 +234,7 @@ def test_cli_gate_and_dry_run(tmp_path: Path, monkeypatch, capsys) -> None:
     _write(pa.table({"model": ["naive"]}), home / "lake" / "forecast_metrics" / "BTCUSDT.parquet")
     _write(pa.table({"reason": ["x"]}), home / "quarantine" / "import" / "a.parquet")
     with pytest.raises(Fault, match=r"\(forecast_metrics, quarantine\): run `crypto-lambda lake migrate` once"):
-        migrate.check_migrated(home)
+        legacy.check_migrated(home)
 
     build_old_home(home, full=False)
     before = _tree(home / "lake")

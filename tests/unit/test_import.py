@@ -14,7 +14,7 @@ from crypto_lambda.imports import import_paths, read_staged, staged_days
 from crypto_lambda.lake import quarantine
 from crypto_lambda.lake import read as lake_read
 from crypto_lambda_app.cli import main
-from tests.test_readers import BTC_FEATHER, DAY, dump_lines, real_rows, write_checksum, write_lines
+from tests.support import BTC_FEATHER, DAY, dump_lines, real_rows, write_checksum, write_lines
 
 FIRST, LAST = dt.date(2025, 5, 20), dt.date(2025, 8, 18)
 

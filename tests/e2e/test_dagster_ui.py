@@ -19,7 +19,7 @@ import requests
 from crypto_lambda.config import load_settings
 from crypto_lambda.machine import free_port
 from crypto_lambda.timeutil import yesterday_utc
-from tests.conftest import temp_instance
+from tests.support import temp_instance
 
 pytestmark = pytest.mark.timeout(300)
 MINUTE_DAYS = 2
@@ -81,7 +81,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory, spark, today_server):
             proc = subprocess.Popen(
                 [str(webserver), "-h", "127.0.0.1", "-p", str(port), "-m", "crypto_assets.definitions"],
                 env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                cwd=Path(__file__).resolve().parent.parent)
+                cwd=Path(__file__).resolve().parents[2])
         url = f"http://127.0.0.1:{port}"
         try:
             wait_for_webserver(url, proc, log)

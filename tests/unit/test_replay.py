@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import types
-from pathlib import Path
 
 import aiohttp
 import pandas as pd
@@ -21,11 +20,12 @@ import pytest
 import requests
 
 from crypto_lambda import schema
+from crypto_lambda.config import SAMPLE_DIR  # noqa: I001
 from crypto_lambda.timeutil import DAY_MS, MINUTE_MS, day_start_ms, now_ms, today_utc
 from replay_exchange.recording import Recording, decimal_str
 from replay_exchange.server import WS_MODULE, ReplayKnobs, ReplayServer, build_app
 
-SAMPLE = Path(__file__).resolve().parent.parent / "crypto_lambda" / "sample"
+SAMPLE = SAMPLE_DIR
 JUNE_1 = day_start_ms(dt.date(2025, 6, 1))
 FIRST_MINUTE = day_start_ms(dt.date(2025, 5, 20))
 CLI = [sys.executable, "-c", "import sys; from crypto_lambda_app.cli import main; sys.exit(main(sys.argv[1:]))"]

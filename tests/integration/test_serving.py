@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from crypto_lambda.config import load_settings
+from crypto_lambda.config import (
+    SAMPLE_DIR,  # noqa: I001
+    load_settings,
+)
 from crypto_lambda.lake import read as lr
 from crypto_lambda.lake import tables as lt
 from crypto_lambda.lake import write as lw
 from crypto_lambda.timeutil import today_utc, yesterday_utc
 
-SAMPLE = Path(__file__).resolve().parent.parent / "crypto_lambda" / "sample" / "daily" / "BTCUSDT_1d.csv"
+SAMPLE = SAMPLE_DIR / "daily" / "BTCUSDT_1d.csv"
 N = 40
 
 

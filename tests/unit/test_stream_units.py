@@ -116,35 +116,6 @@ def test_daily_bar_rule_matches_pandas_reference() -> None:
     assert (bar.open, bar.high, bar.low, bar.close, bar.volume, bar.trades) == (9.0, 12.0, 9.0, 11.0, 4.0, 4)
 
 
-def test_each_record_is_parsed_once_and_classified(spark) -> None:
-    """The bars query's plan evaluates ``from_json`` once per record (Spark used to inline it into every field
-    reference and into pushed-down filters: 10 parses a record, half the consumer's CPU), and the single
-    parse still sorts records into valid trades and quarantine reasons."""
-    from streaming_service import bars
-
-    good = {"e": "trade", "E": 1, "s": "BTCUSDT", "t": 7, "p": "1.5", "q": "2", "T": 1_748_736_000_000, "m": True}
-    rows = [(b"BTCUSDT", json.dumps(good).encode(), "t.trades", 0, 0),
-            (b"BTCUSDT", json.dumps({**good, "p": "-1"}).encode(), "t.trades", 0, 1),
-            (b"BTCUSDT", b"{not json", "t.trades", 0, 2),
-            (b"BTCUSDT", json.dumps({**good, "e": "kline"}).encode(), "t.trades", 0, 3),
-            (b"BTCUSDT", json.dumps({**good, "T": 60_000}).encode(), "t.trades", 0, 4),  # 1970: before listing
-            # received (Kafka time) at T + 5 ms but stamped two minutes later: a clock from the future
-            (b"BTCUSDT", json.dumps({**good, "T": good["T"] + 120_005}).encode(), "t.trades", 0, 5)]
-    kafka = spark.createDataFrame(rows, "key binary, value binary, topic string, partition int, offset long") \
-        .selectExpr("*", f"timestamp_millis({good['T']} + offset) AS timestamp")
-    events = bars.parse_events(kafka, {"t.trades": "trade"})
-    valid = bars.valid_trades(events)
-    plan = valid._jdf.queryExecution().optimizedPlan().toString()
-    assert plan.count("from_json(") == 1, plan
-    assert [(r.trade_id, r.price, r.qty) for r in valid.collect()] == [(7, 1.5, 2.0)]
-    reasons = {r.offset: r.reason for r in events.collect()}
-    assert reasons == {0: None, 1: "invalid_price", 2: "unparseable_json", 3: "event_type_does_not_match_topic",
-                       4: "invalid_trade_time", 5: "trade_time_in_the_future"}
-    # Lifted only for a replay faster than the clock: then the same record is a valid trade.
-    unbounded = {r.offset: r.reason for r in bars.parse_events(kafka, {"t.trades": "trade"}, None).collect()}
-    assert unbounded[5] is None and unbounded[4] == "invalid_trade_time"
-
-
 def test_a_restarted_producer_marks_the_gap_since_its_predecessor_last_saw_each_symbol(tmp_path: Path) -> None:
     """A SIGKILLed producer's successor cannot know what it missed unless the predecessor said where it got to:
     the successor marks [saved, first new event] per symbol, and nothing when it resumes at or before it."""

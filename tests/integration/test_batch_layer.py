@@ -5,19 +5,21 @@ commit per table, a re-run leaves one copy, and the table's history keeps the ve
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
 
-from crypto_lambda.config import load_settings
+from crypto_lambda.config import (
+    SAMPLE_DIR,  # noqa: I001
+    load_settings,
+)
 from crypto_lambda.lake import read as lr
 from crypto_lambda.lake import tables as lt
 from crypto_lambda.timeutil import DAY_MS, yesterday_utc
-from tests.conftest import temp_instance
+from tests.support import temp_instance
 
-SAMPLE = Path(__file__).resolve().parent.parent / "crypto_lambda" / "sample"
+SAMPLE = SAMPLE_DIR
 MINUTE_DAYS = 5
 HISTORY_DAYS = 40
 

@@ -11,7 +11,7 @@ from crypto_lambda.lake import quarantine
 from crypto_lambda.lake import read as lr
 from crypto_lambda.lake import tables as lt
 from crypto_lambda.timeutil import day_bounds_ms, yesterday_utc
-from tests.conftest import temp_instance
+from tests.support import temp_instance
 
 EVERY = 97
 

@@ -24,7 +24,7 @@ import pytest
 
 from crypto_lambda.timeutil import today_utc
 from crypto_lambda_app.cli import main
-from tests.test_readers import BTC_FEATHER, dump_lines, real_rows, write_checksum, write_lines
+from tests.support import BTC_FEATHER, dump_lines, real_rows, write_checksum, write_lines
 
 CLI = [sys.executable, "-c", "import sys; from crypto_lambda_app.cli import main; sys.exit(main(sys.argv[1:]))"]
 # a Java stack frame, printed by the JVM or inside PySpark's JSON error log (where newlines are escaped)

@@ -24,7 +24,7 @@ from crypto_lambda.volatility import (
     realized_by_day,
     sample_minutes,
 )
-from tests.conftest import temp_instance
+from tests.support import temp_instance
 
 FIRST, LAST = dt.date(2025, 6, 1), dt.date(2025, 6, 8)  # eight real days of minutes
 START = dt.date(2025, 4, 1)  # 61 older days come from the 1d history only
