@@ -28,7 +28,7 @@ LOCAL_SPARK_CONF: dict[str, str] = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
     # Delta rebuilds a table's snapshot after each commit with this many tasks (default 50): on 2 local cores
-    # that made a one-day replaceWhere 5.1 s, with 2 it is 1.8 s (tests/test_lake.py's table, warm).
+    # that made a one-day replaceWhere 5.1 s, with 2 it is 1.8 s (tests/integration/test_lake.py's table, warm).
     "spark.databricks.delta.snapshotPartitions": "2",
     # New tables never get deletion vectors, whoever creates them: delta-rs 1.6 cannot read them.
     "spark.databricks.delta.properties.defaults.enableDeletionVectors": "false",
@@ -37,7 +37,7 @@ LOCAL_SPARK_CONF: dict[str, str] = {
     # by bench/bench_rebuild.py), while listing them on the driver takes well under a second.
     "spark.sql.sources.parallelPartitionDiscovery.threshold": "1000000",
     # Delta's VACUUM lists a table's folders in a job of this many tasks; Spark's default, 10,000, made VACUUM of
-    # a two-folder table 41-62 s on 2 loaded cores, 7-10 s with 2 (tests/test_lake_maintenance.py).
+    # a two-folder table 41-62 s on 2 loaded cores, 7-10 s with 2 (tests/integration/test_lake_maintenance.py).
     "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
     # HotSpot never JIT-compiles a method over 8,000 bytecodes; Spark's generated code for a wide CASE (the
     # speed layer's quarantine reasons) exceeds it and then runs interpreted: 10 us a record of 19 for the

@@ -48,7 +48,7 @@ MONTH = "month"
 MONTH_EXPR = "trunc(date, 'MM')"
 
 # Properties every table is created with. Deletion vectors stay off: delta-rs 1.6 refuses to read a table with
-# that reader feature (checked by tests/test_lake.py), and the live page and sensors read with it.
+# that reader feature (checked by tests/integration/test_lake.py), and the live page and sensors read with it.
 TABLE_PROPERTIES: dict[str, str] = {
     "delta.enableDeletionVectors": "false",
     # Files VACUUM may delete once no version younger than this references them (time travel window).
