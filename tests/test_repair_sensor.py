@@ -29,8 +29,8 @@ def _write_days(spark, lake: Path, symbol: str, minutes_by_day: dict[dt.date, in
 
 def test_downtime_and_incomplete_days_are_requested_once_as_one_range(lambda_home, monkeypatch, spark) -> None:
     from crypto_assets.definitions import build_defs
-    from crypto_assets.partitions import range_tags
-    from crypto_assets.sensors import repair_targets
+    from crypto_assets.defs.batch.sensors import repair_targets
+    from crypto_assets.lib.partitions import range_tags
     from crypto_lambda.config import load_settings
 
     last = yesterday_utc()
