@@ -2,9 +2,11 @@
 computes it (Spark).
 
 ``LakeResource`` is the one carrier of the run's :class:`~crypto_lambda.config.Settings`: ``build_resources``
-fills its fields from the settings the definitions were built with, and assets, checks and sensors all read
-``lake.settings()``, which is built from those fields only (never re-read from the environment), so a sensor
-and the run it requests agree on the symbols and dates.
+fills its fields from the settings the definitions were built with, and assets and checks read
+``lake.settings()``, which is built from those fields only (never re-read from the environment). Sensors and
+schedules close over that same ``Settings`` object (Dagster's ``build_sensor_context(definitions=...)``, which
+the tests and the demo tick sensors with, does not bind the definitions' resources to a sensor's resource
+parameters), so a sensor and the runs it requests agree on the symbols and dates.
 """
 
 from __future__ import annotations

@@ -14,4 +14,4 @@ from crypto_lambda.config import Settings
 def build_defs(settings: Settings) -> dg.Definitions:
     return dg.Definitions(assets=build_batch_assets(settings), asset_checks=build_batch_checks(),
                           jobs=build_batch_jobs(), schedules=build_batch_schedules(settings),
-                          sensors=build_batch_sensors())
+                          sensors=build_batch_sensors(settings))

@@ -1,7 +1,8 @@
 """``gap_repair_sensor`` turns the producer's gap markers and incomplete raw partitions (below the
 completeness threshold of :mod:`crypto_lambda.quality`) into one single-run range backfill of the minutes
 job per tick, tagged ``crypto_lambda/repair``. Each (partition, reason) is tried once, so a day the exchange
-itself lacks does not loop. It reads the settings from the ``lake`` resource, like the runs it requests.
+itself lacks does not loop. It reads the ``Settings`` the definitions were built with, the object the
+``lake`` resource of the runs it requests is built from (:mod:`crypto_assets.lib.resources`).
 """
 
 import datetime as dt
@@ -12,7 +13,6 @@ import dagster as dg
 
 from crypto_assets.defs.batch.jobs import MINUTES_JOB
 from crypto_assets.lib.partitions import multi_key, range_tags
-from crypto_assets.lib.resources import LakeResource
 from crypto_lambda.config import Settings, automation_on
 from crypto_lambda.coverage import incomplete_days, missing_days
 from crypto_lambda.lake import read as lake_read
@@ -46,16 +46,16 @@ def repair_targets(settings: Settings) -> dict[str, str]:
     return targets
 
 
-def build_batch_sensors() -> list[dg.SensorDefinition]:
+def build_batch_sensors(settings: Settings) -> list[dg.SensorDefinition]:
     status = dg.DefaultSensorStatus.RUNNING if automation_on() else dg.DefaultSensorStatus.STOPPED
 
     @dg.sensor(job_name=MINUTES_JOB, minimum_interval_seconds=60, default_status=status,
                description="Re-fetch batch partitions covered by stream gap markers, below "
                            f"{MIN_DAY_COMPLETENESS * 100:g} % of minutes, "
                            "or missing since the first partition (catch-up after downtime).")
-    def gap_repair_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult | dg.SkipReason:
+    def gap_repair_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         tried = set(json.loads(context.cursor)) if context.cursor else set()
-        todo = {k: why for k, why in repair_targets(lake.settings()).items() if f"{k}@{why}" not in tried}
+        todo = {k: why for k, why in repair_targets(settings).items() if f"{k}@{why}" not in tried}
         if not todo:
             return dg.SkipReason("nothing to repair")
         symbols = sorted({k.split("|")[1] for k in todo})

@@ -11,4 +11,4 @@ from crypto_lambda.config import Settings
 
 def build_defs(settings: Settings) -> dg.Definitions:
     return dg.Definitions(assets=build_speed_assets(settings), jobs=build_speed_jobs(),
-                          sensors=build_speed_sensors())
+                          sensors=build_speed_sensors(settings))

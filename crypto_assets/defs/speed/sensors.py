@@ -4,8 +4,8 @@ which ``speed_daily`` includes too), and it requests ``speed_daily`` once for ea
 since then added rows to (:func:`crypto_lambda.lake.read.touched_partitions`: add actions' partition values
 and ``date`` statistics). Run keys carry the versions, so a daemon restart never re-requests a change.
 Debounced: it ticks at most every 30 s, and a partition with a run still queued or in flight is kept in the
-cursor's ``pending`` list for a later tick instead of stacking runs. It reads the settings from the ``lake``
-resource, like the runs it requests.
+cursor's ``pending`` list for a later tick instead of stacking runs. It reads the ``Settings`` the
+definitions were built with, the object the ``lake`` resource of the runs it requests is built from.
 """
 
 import datetime as dt
@@ -15,7 +15,6 @@ import dagster as dg
 
 from crypto_assets.defs.speed.jobs import SPEED_JOB
 from crypto_assets.lib.partitions import PARTITION, multi_key
-from crypto_assets.lib.resources import LakeResource
 from crypto_lambda.config import Settings, automation_on
 from crypto_lambda.lake import read as lake_read
 from crypto_lambda.lake.speed import SPEED_BARS, SPEED_PROVISIONAL
@@ -53,14 +52,12 @@ def _in_flight(instance: dg.DagsterInstance, job: str, key: str) -> bool:
     return bool(runs)
 
 
-def build_speed_sensors() -> list[dg.SensorDefinition]:
+def build_speed_sensors(settings: Settings) -> list[dg.SensorDefinition]:
     status = dg.DefaultSensorStatus.RUNNING if automation_on() else dg.DefaultSensorStatus.STOPPED
 
     @dg.sensor(job_name=SPEED_JOB, minimum_interval_seconds=30, default_status=status,
                description="Request speed_daily for each (day, symbol) whose streaming output changed.")
-    def speed_output_sensor(context: dg.SensorEvaluationContext,
-                            lake: LakeResource) -> dg.SensorResult | dg.SkipReason:
-        settings = lake.settings()
+    def speed_output_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         if not any(lake_read.exists(settings.lake, name) for name in SPEED_SOURCES):
             return dg.SkipReason(f"streaming output {settings.lake / SPEED_BARS} does not exist yet")
         cursor = json.loads(context.cursor) if context.cursor else {}
