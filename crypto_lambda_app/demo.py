@@ -187,9 +187,10 @@ def _serving(state: DemoState, defs, instance) -> None:
 
     from crypto_assets.defs.serving.jobs import SERVING_JOB
     from crypto_assets.defs.speed.jobs import SPEED_JOB
+    from crypto_assets.defs.speed.sensors import SPEED_OUTPUT_SENSOR
     from crypto_assets.lib.partitions import symbol_range_tags
 
-    sensor = defs.resolve_sensor_def("speed_output_sensor")
+    sensor = defs.resolve_sensor_def(SPEED_OUTPUT_SENSOR)
     tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
     job = defs.resolve_job_def(SPEED_JOB)
     keys = [r.partition_key for r in tick.run_requests]

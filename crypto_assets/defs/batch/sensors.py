@@ -22,6 +22,7 @@ from crypto_lambda.quality import MIN_DAY_COMPLETENESS
 from crypto_lambda.timeutil import contiguous_runs, ms_to_day, today_utc, yesterday_utc
 
 REPAIR_TAG = "crypto_lambda/repair"
+GAP_REPAIR_SENSOR = "gap_repair_sensor"
 
 
 def repair_targets(settings: Settings) -> dict[str, str]:
@@ -49,7 +50,7 @@ def repair_targets(settings: Settings) -> dict[str, str]:
 def build_batch_sensors(settings: Settings) -> list[dg.SensorDefinition]:
     status = dg.DefaultSensorStatus.RUNNING if automation_on() else dg.DefaultSensorStatus.STOPPED
 
-    @dg.sensor(job_name=MINUTES_JOB, minimum_interval_seconds=60, default_status=status,
+    @dg.sensor(name=GAP_REPAIR_SENSOR, job_name=MINUTES_JOB, minimum_interval_seconds=60, default_status=status,
                description="Re-fetch batch partitions covered by stream gap markers, below "
                            f"{MIN_DAY_COMPLETENESS * 100:g} % of minutes, "
                            "or missing since the first partition (catch-up after downtime).")

@@ -23,6 +23,7 @@ from crypto_lambda.timeutil import today_utc
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED]
 SPEED_SOURCES = (SPEED_BARS, SPEED_PROVISIONAL)
+SPEED_OUTPUT_SENSOR = "speed_output_sensor"
 
 
 def speed_changes(settings: Settings, cursor: dict) -> tuple[dict[str, int | None], set[str]]:
@@ -55,7 +56,7 @@ def _in_flight(instance: dg.DagsterInstance, job: str, key: str) -> bool:
 def build_speed_sensors(settings: Settings) -> list[dg.SensorDefinition]:
     status = dg.DefaultSensorStatus.RUNNING if automation_on() else dg.DefaultSensorStatus.STOPPED
 
-    @dg.sensor(job_name=SPEED_JOB, minimum_interval_seconds=30, default_status=status,
+    @dg.sensor(name=SPEED_OUTPUT_SENSOR, job_name=SPEED_JOB, minimum_interval_seconds=30, default_status=status,
                description="Request speed_daily for each (day, symbol) whose streaming output changed.")
     def speed_output_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         if not any(lake_read.exists(settings.lake, name) for name in SPEED_SOURCES):
