@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from common import Figure, log  # noqa: E402
 
+from crypto_lambda.batch.raw import FETCH_CHUNK_DAYS  # noqa: E402  (the pages the backfill fetches)
 from crypto_lambda.timeutil import DAY_MS, MINUTES_PER_DAY, yesterday_utc  # noqa: E402
 from replay_exchange.recording import FIELDS, Bars, Recording  # noqa: E402
 from replay_exchange.server import ReplayKnobs, ReplayServer  # noqa: E402
@@ -39,7 +40,6 @@ from replay_exchange.server import ReplayKnobs, ReplayServer  # noqa: E402
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 TARGET_S = 120.0
 TARGET_RATIO = 2.0  # issue #13: the backfill within 2x the raw fetch of the same run
-FETCH_CHUNK_DAYS = 30  # as crypto_assets.assets.batch.raw fetches
 
 
 def backfill_home() -> Path:

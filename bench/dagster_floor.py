@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from crypto_assets.jobs import build_jobs
-from crypto_assets.partitions import SYMBOL_DIM, daily_symbol_partitions, symbol_partitions
+from crypto_assets.defs.batch.checks import NO_DUPLICATE_MINUTES, NO_GAPS, OHLC_SANE
+from crypto_assets.defs.batch.jobs import MINUTES_JOB, SERIES_JOB, build_batch_jobs
+from crypto_assets.lib.partitions import SYMBOL_DIM, daily_symbol_partitions, symbol_partitions
 from crypto_lambda.config import Settings
+from crypto_lambda.lake.tables import DAILY_FILLED, DAILY_OHLCV, RAW_KLINES
 
 
 def noop_defs(settings: Settings) -> dg.Definitions:
@@ -47,7 +49,7 @@ def noop_defs(settings: Settings) -> dg.Definitions:
 
     return dg.Definitions(
         assets=[raw_klines_1m, daily_ohlcv, daily_history_1d, daily_filled],
-        asset_checks=[check("raw_klines_1m", "no_duplicate_minutes"), check("daily_ohlcv", "ohlc_sane"),
-                      check("daily_filled", "no_gaps")],
-        jobs=[j for j in build_jobs() if j.name in ("batch_minutes_job", "batch_series_job")],
+        asset_checks=[check(RAW_KLINES, NO_DUPLICATE_MINUTES), check(DAILY_OHLCV, OHLC_SANE),
+                      check(DAILY_FILLED, NO_GAPS)],
+        jobs=[j for j in build_batch_jobs() if j.name in (MINUTES_JOB, SERIES_JOB)],
         executor=dg.in_process_executor)

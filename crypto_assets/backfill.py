@@ -1,8 +1,8 @@
 """Find missing partitions and run them through Dagster as single-run backfills.
 
 A partition is missing when its raw minutes or its daily bar is absent from the lake's current table
-version (the lake is the truth: rows deleted by hand count as missing even if Dagster remembers
-materializing them). Days are listed by delta-rs from the table, not by globbing files. Missing days
+version (:func:`crypto_lambda.coverage.missing_days`; the lake is the truth: rows deleted by hand count as
+missing even if Dagster remembers materializing them). Missing days
 are grouped into contiguous ranges; each range is ONE run of the minutes job (one Spark session), followed by
 one run of the series job so the complete series and its checks reflect the new days.
 """
@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from crypto_assets.jobs import MINUTES_JOB, SERIES_JOB
-from crypto_assets.partitions import range_tags, symbol_range_tags
-from crypto_assets.runs import process_tags, sweep_dead_runs
+from crypto_assets.defs.batch.jobs import MINUTES_JOB, SERIES_JOB
+from crypto_assets.lib.partitions import range_tags, symbol_range_tags
+from crypto_assets.lib.runs import process_tags, sweep_dead_runs
 from crypto_lambda.config import Settings
-from crypto_lambda.lake import read as lake_read
-from crypto_lambda.lake.tables import DAILY_OHLCV, RAW_KLINES
+from crypto_lambda.coverage import missing_days
 from crypto_lambda.timeutil import contiguous_runs, day_range, yesterday_utc
 
 log = logging.getLogger(__name__)
@@ -42,15 +41,6 @@ class BackfillOutcome:
     seconds: float = 0.0
     failed_checks: list[str] = field(default_factory=list)
     marked_failed: list[str] = field(default_factory=list)
-
-
-def missing_days(settings: Settings, symbol: str, first: dt.date | None = None,
-                 last: dt.date | None = None) -> list[dt.date]:
-    first = max(first or settings.first_minute_day, settings.first_minute_day)
-    last = last or yesterday_utc()
-    raw = set(lake_read.days(settings.lake, RAW_KLINES, symbol))
-    bars = set(lake_read.days(settings.lake, DAILY_OHLCV, symbol))
-    return [d for d in day_range(first, last) if d not in raw or d not in bars]
 
 
 def _check_results(result: dg.ExecuteInProcessResult, outcome: BackfillOutcome) -> None:

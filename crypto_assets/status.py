@@ -6,19 +6,26 @@ import datetime as dt
 
 import dagster as dg
 
-from crypto_assets.backfill import missing_days
-from crypto_assets.checks.batch import gap_report
-from crypto_assets.runs import IN_PROGRESS, sweep_dead_runs, unresolved_failures
+from crypto_assets.defs.batch import checks as batch_checks
+from crypto_assets.defs.forecast import checks as forecast_checks
+from crypto_assets.defs.serving import checks as serving_checks
+from crypto_assets.lib.runs import IN_PROGRESS, sweep_dead_runs, unresolved_failures
 from crypto_lambda.config import Settings
+from crypto_lambda.coverage import gap_report, missing_days
+from crypto_lambda.forecast.tables import FORECASTS
 from crypto_lambda.lake import read as lake_read
-from crypto_lambda.lake.tables import RAW_KLINES
+from crypto_lambda.lake.tables import (
+    DAILY_FILLED,
+    DAILY_HISTORY,
+    DAILY_OHLCV,
+    RAW_KLINES,
+    REALIZED_VOL,
+    SERVING_DAILY,
+    SPEED_DAILY,
+)
 
-ASSETS = ("raw_klines_1m", "daily_ohlcv", "daily_history_1d", "daily_filled", "realized_vol_daily", "speed_daily",
-          "serving_daily", "forecasts")
-CHECKS = (("raw_klines_1m", "no_duplicate_minutes"), ("daily_ohlcv", "ohlc_sane"), ("daily_filled", "no_gaps"),
-          ("realized_vol_daily", "rv_range_agreement"),
-          ("serving_daily", "serving_fresh"), ("serving_daily", "speed_batch_agreement"),
-          ("forecasts", "mape_vs_naive"), ("forecasts", "interval_coverage"))
+ASSETS = (RAW_KLINES, DAILY_OHLCV, DAILY_HISTORY, DAILY_FILLED, REALIZED_VOL, SPEED_DAILY, SERVING_DAILY, FORECASTS)
+CHECKS = (*batch_checks.CHECKS, *serving_checks.CHECKS, *forecast_checks.CHECKS)
 
 
 def _iso(ts: float | None) -> str | None:

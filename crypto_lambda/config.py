@@ -23,8 +23,6 @@ DEFAULT_API_URL = "https://api.binance.com"
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 SAMPLE_1M = SAMPLE_DIR / "klines_1m"
 SAMPLE_DAILY = SAMPLE_DIR / "daily"
-# A day with fewer than 99 % of its 1,440 minutes is incomplete: a gap for checks, not a batch-quality bar.
-MIN_DAY_COMPLETENESS = 0.99
 # "on": Dagster schedules and sensors start RUNNING (set by ``crypto-lambda up`` and docker-compose). Off by
 # default so a daemon started by tests, ``make demo`` or a one-off ``dagster dev`` does not backfill on its own.
 AUTOMATION_ENV = "CRYPTO_LAMBDA_AUTOMATION"

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from crypto_lambda.quality import OHLC_VIOLATION, ohlc_consistent
 from crypto_lambda.timeutil import MINUTE_MS, day_start_ms, now_ms
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
@@ -139,10 +140,7 @@ def validate(frame: pd.DataFrame, *, source_file: str, interval_ms: int = MINUTE
         close_ms = pd.to_numeric(frame["close_time_ms"], errors="coerce")
         flag(close_ms.notna() & (close_ms != open_ms + close_time_offset_ms(interval_ms)), "close_time_mismatch")
     flag((out[list(PRICE_COLUMNS)] <= 0).any(axis=1), "non_positive_price")
-    lo, hi = out["low"], out["high"]
-    body_lo = out[["open", "close"]].min(axis=1)
-    body_hi = out[["open", "close"]].max(axis=1)
-    flag(~((lo <= body_lo) & (body_hi <= hi)), "ohlc_violation")
+    flag(~ohlc_consistent(out), OHLC_VIOLATION)
     flag((out[["volume", *OPTIONAL_FLOATS]] < 0).any(axis=1), "negative_volume")
     optional = [c for c in (*OPTIONAL_FLOATS, "trades") if c in frame.columns]
     parsed = out[list(OPTIONAL_FLOATS)].assign(trades=trades)

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crypto_lambda.config import MIN_DAY_COMPLETENESS, SAMPLE_1M
+from crypto_lambda.config import SAMPLE_1M
 from crypto_lambda.lake import read as lake_read
 from crypto_lambda.lake.tables import REALIZED_VOL
+from crypto_lambda.quality import is_complete_day
 from crypto_lambda.schema import REALIZED_VOL_SCHEMA
-from crypto_lambda.timeutil import MINUTES_PER_DAY
 
 MINUTES = "minutes"  # source: realized variance of a (>= 99 %) complete day of minutes
 RANGE = "range_gk"  # source: Garman-Klass from the daily bar
@@ -56,7 +56,7 @@ def realized_day(minutes: pd.DataFrame) -> pd.DataFrame:
     rv = float(np.sum(r * r))
     gk = float(garman_klass(float(m["open"].iloc[0]), float(m["high"].max()), float(m["low"].min()),
                             float(close[-1])))
-    complete = len(r) >= MIN_DAY_COMPLETENESS * MINUTES_PER_DAY
+    complete = is_complete_day(len(r))
     day = pd.to_datetime(m["open_time"].iloc[0], utc=True).date()  # naive times (Spark, UTC session) are UTC
     return pd.DataFrame([{"symbol": str(m["symbol"].iloc[0]), "date": day, "rv": rv, "rvol": math.sqrt(rv),
                           "minutes_used": len(r), "range_var": gk, "variance": rv if complete else gk,

@@ -185,10 +185,12 @@ def _stream(state: DemoState, recording, stream_seconds: float) -> None:
 def _serving(state: DemoState, defs, instance) -> None:
     import dagster as dg
 
-    from crypto_assets.jobs import SERVING_JOB, SPEED_JOB
-    from crypto_assets.partitions import symbol_range_tags
+    from crypto_assets.defs.serving.jobs import SERVING_JOB
+    from crypto_assets.defs.speed.jobs import SPEED_JOB
+    from crypto_assets.defs.speed.sensors import SPEED_OUTPUT_SENSOR
+    from crypto_assets.lib.partitions import symbol_range_tags
 
-    sensor = defs.resolve_sensor_def("speed_output_sensor")
+    sensor = defs.resolve_sensor_def(SPEED_OUTPUT_SENSOR)
     tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
     job = defs.resolve_job_def(SPEED_JOB)
     keys = [r.partition_key for r in tick.run_requests]
@@ -201,9 +203,9 @@ def _serving(state: DemoState, defs, instance) -> None:
 
 
 def _forecasts(state: DemoState, defs, instance, first: dt.date, last: dt.date) -> None:
-    from crypto_assets.assets.forecast.assets import FORECAST_JOB
-    from crypto_assets.jobs import VOLATILITY_JOB
-    from crypto_assets.partitions import range_tags, symbol_range_tags
+    from crypto_assets.defs.batch.jobs import VOLATILITY_JOB
+    from crypto_assets.defs.forecast.jobs import FORECAST_JOB
+    from crypto_assets.lib.partitions import range_tags, symbol_range_tags
 
     vol = defs.resolve_job_def(VOLATILITY_JOB).execute_in_process(
         instance=instance, tags=range_tags(first, last, state.settings.symbols), raise_on_error=False)
@@ -221,7 +223,7 @@ def _count_rows(folder: Path) -> int:
 
 
 def _last_days(settings: Settings, symbol: str, n: int = 7) -> list[str]:
-    from crypto_assets.assets.serving.daily import read_serving
+    from crypto_lambda.serving import read_serving
 
     served = read_serving(settings, symbol)
     if served is None:

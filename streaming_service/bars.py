@@ -18,6 +18,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from crypto_lambda.lake.speed import BAR_COLUMNS, daily_from_minutes  # noqa: F401 - re-exported
+from crypto_lambda.quality import OHLC_VIOLATION, ohlc_consistent_col
 from crypto_lambda.schema import GLOBAL_LISTING_FLOOR, LISTING_FLOORS, close_time_offset_ms
 from crypto_lambda.timeutil import MINUTE_MS, day_start_ms
 
@@ -104,7 +105,7 @@ def parse_events(kafka: DataFrame, expected: dict[str, str] | None = None,
         .when((kind == "kline") & (F.col("j.k.open_ms") % 60000 != 0), "kline_open_time_not_minute_aligned")
         .when((kind == "kline") & (_bad_number(ko) | _bad_number(kh) | _bad_number(kl) | _bad_number(kc)
                                    | _bad_number(kv, positive=False)), "invalid_kline_value")
-        .when((kind == "kline") & ~((kl <= F.least(ko, kc)) & (F.greatest(ko, kc) <= kh)), "ohlc_violation")
+        .when((kind == "kline") & ~ohlc_consistent_col(ko, kh, kl, kc), OHLC_VIOLATION)
         .when((kind == "kline") & ~_after_listing(F.col("j.k.open_ms"), symbol), "kline_open_time_before_listing")
         .when((kind == "kline") & ahead(F.col("j.k.open_ms")), "kline_open_time_in_the_future")
         .when((kind == "kline") & (F.col("j.k.close_ms") != F.col("j.k.open_ms") + close_time_offset_ms(MINUTE_MS)),

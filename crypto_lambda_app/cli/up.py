@@ -66,7 +66,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def _sweep_dead_runs(settings) -> None:
     """Runs left STARTED by a killed process would block the sensors' "run in flight" logic forever."""
-    from crypto_assets.runs import sweep_dead_runs
+    from crypto_assets.lib.runs import sweep_dead_runs
     from crypto_lambda_app.cli.batch import _instance
 
     sweep_dead_runs(_instance(settings))

@@ -62,8 +62,9 @@ def _sensor(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | No
 
 
 def test_sensor_requests_each_changed_partition_once_then_serving_matches_binance(loop):
-    from crypto_assets.jobs import SERVING_JOB, SPEED_JOB
-    from crypto_assets.partitions import symbol_range_tags
+    from crypto_assets.defs.serving.jobs import SERVING_JOB
+    from crypto_assets.defs.speed.jobs import SPEED_JOB
+    from crypto_assets.lib.partitions import symbol_range_tags
     from crypto_lambda.timeutil import DAY_MS
 
     settings, defs, instance, day = loop["settings"], loop["defs"], loop["instance"], loop["day"]
@@ -83,7 +84,7 @@ def test_sensor_requests_each_changed_partition_once_then_serving_matches_binanc
     assert result.success
 
     shift_days = loop["recording"].shift_ms // DAY_MS
-    from crypto_assets.assets.serving.daily import read_serving
+    from crypto_lambda.serving import read_serving
 
     for symbol in settings.symbols:
         served = read_serving(settings, symbol).set_index("date")
@@ -97,8 +98,8 @@ def test_sensor_requests_each_changed_partition_once_then_serving_matches_binanc
 
 def test_batch_backfill_takes_over_speed_days(loop, capsys):
     from crypto_assets.backfill import run_backfill
-    from crypto_assets.jobs import SERVING_JOB
-    from crypto_assets.partitions import symbol_range_tags
+    from crypto_assets.defs.serving.jobs import SERVING_JOB
+    from crypto_assets.lib.partitions import symbol_range_tags
     from crypto_lambda_app.cli import main
 
     settings, defs, instance, day = loop["settings"], loop["defs"], loop["instance"], loop["day"]
@@ -109,7 +110,7 @@ def test_batch_backfill_takes_over_speed_days(loop, capsys):
     assert checks["speed_batch_agreement"].passed  # the stream reproduced the exchange's bars
     assert checks["speed_batch_agreement"].metadata["days_compared"].value == 2
     assert checks["serving_fresh"].passed
-    from crypto_assets.assets.serving.daily import read_serving
+    from crypto_lambda.serving import read_serving
 
     for symbol in settings.symbols:
         served = read_serving(settings, symbol).set_index("date")

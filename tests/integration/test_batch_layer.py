@@ -126,9 +126,10 @@ def test_rematerializing_leaves_one_copy(stack):
 
 
 def test_removed_day_fails_no_gaps_and_backfill_repairs_it(stack, spark):
-    from crypto_assets.backfill import missing_days, run_backfill
-    from crypto_assets.jobs import SERIES_JOB
-    from crypto_assets.partitions import symbol_range_tags
+    from crypto_assets.backfill import run_backfill
+    from crypto_assets.defs.batch.jobs import SERIES_JOB
+    from crypto_assets.lib.partitions import symbol_range_tags
+    from crypto_lambda.coverage import missing_days
 
     settings, defs, instance = stack["settings"], stack["defs"], stack["instance"]
     victim = yesterday_utc() - dt.timedelta(days=2)

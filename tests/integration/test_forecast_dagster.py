@@ -41,8 +41,8 @@ def write_serving_daily(spark, lake: Path, symbol: str) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory, spark):
-    from crypto_assets.assets.forecast.assets import FORECAST_JOB
     from crypto_assets.definitions import build_defs
+    from crypto_assets.defs.forecast.jobs import FORECAST_JOB
     from crypto_lambda.config import load_settings
 
     home = tmp_path_factory.mktemp("forecast") / "home"
@@ -115,7 +115,7 @@ def test_status_lists_the_forecast_checks_and_only_errors_make_it_unhealthy(run)
 
 
 def test_a_second_run_keeps_the_first_runs_outputs(run):
-    from crypto_assets.assets.forecast.assets import FORECAST_JOB
+    from crypto_assets.defs.forecast.jobs import FORECAST_JOB
 
     settings = run["settings"]
     first = json.loads((settings.home / "forecasts" / "latest" / "BTCUSDT.json").read_text())
@@ -132,7 +132,7 @@ def test_a_second_run_keeps_the_first_runs_outputs(run):
 
 
 def test_missing_input_fails_with_a_clear_message(run):
-    from crypto_assets.assets.forecast.assets import FORECAST_JOB
+    from crypto_assets.defs.forecast.jobs import FORECAST_JOB
 
     result = run["defs"].resolve_job_def(FORECAST_JOB).execute_in_process(
         instance=run["instance"], partition_key="ETHUSDT", run_config=RUN_CONFIG, raise_on_error=False)

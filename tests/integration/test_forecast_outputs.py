@@ -47,7 +47,7 @@ def test_outputs_keep_past_runs_and_point_to_the_latest(tmp_path: Path, small_re
 
 
 def test_checks_pass_on_honest_metrics_and_flag_tampered_ones(tmp_path: Path, small_results, spark):
-    from crypto_assets.checks.forecast import interval_coverage_report, mape_vs_naive_report
+    from crypto_assets.defs.forecast.checks import interval_coverage_report, mape_vs_naive_report
     from crypto_lambda.config import Settings
     from crypto_lambda.forecast.outputs import FORECAST_METRICS, read_metrics, write_run
     from crypto_lambda.lake import write as lw
@@ -85,7 +85,7 @@ def test_checks_pass_on_honest_metrics_and_flag_tampered_ones(tmp_path: Path, sm
 
 
 def test_outputs_hold_both_targets_and_the_checks_read_the_price_rows(tmp_path: Path, results, spark):  # noqa: F811
-    from crypto_assets.checks.forecast import interval_coverage_report, mape_vs_naive_report
+    from crypto_assets.defs.forecast.checks import interval_coverage_report, mape_vs_naive_report
     from crypto_lambda.config import Settings
     from crypto_lambda.forecast.outputs import FORECAST_METRICS, VOL_FORECASTS, read_metrics, write_run
     from crypto_lambda.lake import read as lr

@@ -43,8 +43,8 @@ def small_commits(spark, lake) -> None:
 def test_maintenance_asset_compacts_every_table_keeping_rows_and_time_travel(spark, lambda_home, capsys):
     from dagster_pyspark import PySparkResource
 
-    from crypto_assets.assets.maintenance import build_maintenance_assets
-    from crypto_assets.resources import LakeResource
+    from crypto_assets.defs.maintenance.assets import build_maintenance_assets
+    from crypto_assets.lib.resources import LakeResource
     from crypto_lambda.spark import spark_conf
     from crypto_lambda_app.cli import main
 

@@ -56,8 +56,8 @@ def minute_days(settings, symbol: str) -> list[dt.date]:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory, spark):
     from crypto_assets.definitions import build_defs
-    from crypto_assets.jobs import VOLATILITY_JOB
-    from crypto_assets.partitions import range_tags
+    from crypto_assets.defs.batch.jobs import VOLATILITY_JOB
+    from crypto_assets.lib.partitions import range_tags
     from crypto_lambda.config import load_settings
 
     home = tmp_path_factory.mktemp("vol") / "home"
@@ -118,8 +118,8 @@ def test_agreement_check_reports_correlation_and_ratio(run):
 
 
 def test_a_day_without_minutes_loses_its_stale_row_and_the_check_flags_drift(run, spark):
-    from crypto_assets.checks.volatility import rv_range_report
-    from crypto_assets.partitions import range_tags
+    from crypto_assets.defs.batch.checks import rv_range_report
+    from crypto_assets.lib.partitions import range_tags
 
     settings = run["settings"]
     spark.sql(f"DELETE FROM delta.`{lt.table_path(settings.lake, lt.RAW_KLINES)}` "

@@ -29,8 +29,8 @@ def _write_days(spark, lake: Path, symbol: str, minutes_by_day: dict[dt.date, in
 
 def test_downtime_and_incomplete_days_are_requested_once_as_one_range(lambda_home, monkeypatch, spark) -> None:
     from crypto_assets.definitions import build_defs
-    from crypto_assets.partitions import range_tags
-    from crypto_assets.sensors import repair_targets
+    from crypto_assets.defs.batch.sensors import repair_targets
+    from crypto_assets.lib.partitions import range_tags
     from crypto_lambda.config import load_settings
 
     last = yesterday_utc()
@@ -56,3 +56,32 @@ def test_downtime_and_incomplete_days_are_requested_once_as_one_range(lambda_hom
         again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs,
                                                              cursor=tick.cursor))
         assert not again.run_requests  # tried once; a failed "missing" day is retried the next day
+
+
+def test_sensor_resource_and_partitions_see_the_settings_build_defs_was_given(lambda_home, monkeypatch, spark) -> None:
+    """One source of truth: build_defs with one symbol while the environment names two. The lake resource the
+    assets and checks read, the partitions, and the repair sensor's requests all use that one symbol."""
+    from crypto_assets.definitions import build_defs
+    from crypto_assets.lib.partitions import SYMBOL_DIM
+    from crypto_lambda.config import Settings
+
+    last = yesterday_utc()
+    day = {n: last - dt.timedelta(days=n) for n in range(5)}
+    monkeypatch.setenv("CRYPTO_LAMBDA_SYMBOLS", "BTCUSDT,ETHUSDT")  # what LakeResource used to re-read
+    settings = Settings(home=lambda_home, symbols=("ETHUSDT",), start=day[4] - dt.timedelta(days=30),
+                        minute_start=day[4], api_url="http://127.0.0.1:9")
+    for symbol in ("BTCUSDT", "ETHUSDT"):  # both symbols have a hole: only the configured one is repaired
+        _write_days(spark, settings.lake, symbol, {day[4]: 1440, day[0]: 1440})
+
+    defs = build_defs(settings)
+    lake = defs.resources["lake"]
+    assert lake.settings() == settings
+    raw = defs.resolve_assets_def(lt.RAW_KLINES).partitions_def
+    assert raw.get_partitions_def_for_dimension(SYMBOL_DIM).get_partition_keys() == ["ETHUSDT"]
+    with dg.instance_for_test() as instance:
+        tick = defs.resolve_sensor_def("gap_repair_sensor").evaluate_tick(
+            dg.build_sensor_context(instance=instance, definitions=defs))
+    [request] = tick.run_requests
+    assert request.tags["dagster/asset_partition_range_start"] == f"{day[3]}|ETHUSDT"
+    assert request.tags["dagster/asset_partition_range_end"] == f"{day[1]}|ETHUSDT"
+    assert all(key.endswith("|ETHUSDT") for key in request.tags["crypto_lambda/repair"].split(","))

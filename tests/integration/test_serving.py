@@ -60,7 +60,7 @@ def layered(lambda_home, monkeypatch, spark):
 
 
 def test_merge_precedence_and_provenance(layered, spark):
-    from crypto_assets.assets.serving.daily import build_serving_daily, read_serving
+    from crypto_lambda.serving import build_serving_daily, read_serving
 
     settings, bars, days = layered
     meta = build_serving_daily(spark, settings, ["BTCUSDT"])
@@ -79,7 +79,7 @@ def test_merge_precedence_and_provenance(layered, spark):
 
 
 def test_batch_replaces_a_day_served_from_speed_and_time_travel_keeps_the_old_bar(layered, spark):
-    from crypto_assets.assets.serving.daily import build_serving_daily, read_serving
+    from crypto_lambda.serving import build_serving_daily, read_serving
 
     settings, bars, days = layered
     first = build_serving_daily(spark, settings, ["BTCUSDT"])["commit"]
@@ -99,7 +99,7 @@ def test_batch_replaces_a_day_served_from_speed_and_time_travel_keeps_the_old_ba
 
 
 def test_query_views_and_sql_errors(layered, spark, capsys):
-    from crypto_assets.assets.serving.daily import build_serving_daily
+    from crypto_lambda.serving import build_serving_daily
     from crypto_lambda_app.cli import main
 
     build_serving_daily(spark, layered[0], ["BTCUSDT"])

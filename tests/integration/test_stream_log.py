@@ -63,7 +63,7 @@ def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None
 def _in_flight_run(instance: dg.DagsterInstance, key: str) -> str:
     from dagster._core.storage.dagster_run import DagsterRun
 
-    from crypto_assets.jobs import SPEED_JOB
+    from crypto_assets.defs.speed.jobs import SPEED_JOB
 
     run = DagsterRun(job_name=SPEED_JOB, run_id=f"busy-{abs(hash(key))}", status=dg.DagsterRunStatus.STARTED,
                      tags={"dagster/partition": key})
@@ -119,8 +119,8 @@ def test_live_page_reads_import_no_pyspark(module):
 
 
 def test_speed_daily_is_one_replace_per_run_rectangle(spark, tmp_path):
-    from crypto_assets.assets.speed.daily import build_speed_daily
     from crypto_lambda.lake import SPEED_DAILY
+    from crypto_lambda.speed_daily import build_speed_daily
 
     settings = Settings(home=tmp_path / "home", symbols=SYMBOLS)
     d1, d2 = dt.date(2025, 6, 1), dt.date(2025, 6, 2)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from crypto_assets.assets.batch.rect import Rect, from_tags, rectangles
-from crypto_assets.partitions import range_tags
+from crypto_assets.lib.partitions import from_tags, range_tags
+from crypto_lambda.batch.rect import Rect, rectangles
 from crypto_lambda.timeutil import day_range
 
 D = [dt.date(2025, 6, 1) + dt.timedelta(days=i) for i in range(6)]

@@ -1,1 +1,0 @@
-"""Batch layer: 1-minute history -> daily OHLCV -> complete, forward-filled daily series with MA7/MA30."""
