@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from common import Figure, log  # noqa: E402
 
-from crypto_lambda.lake.tables import is_table  # noqa: E402
+from crypto_lambda.lake.tables import SPEED_BARS, SPEED_PROVISIONAL, is_table, table_path  # noqa: E402
 from crypto_lambda.machine import free_port  # noqa: E402
 from streaming_service.broker import EmbeddedBroker, ensure_topics  # noqa: E402
 from streaming_service.topics import Topics  # noqa: E402
@@ -196,11 +196,11 @@ FLOORS = {"read": "Spark's Kafka source alone", "parse": "Kafka source + parse_e
 def start_floor(spark, config, stage: str) -> list:
     from pyspark.sql import functions as F
 
-    from streaming_service import bars, consumer
+    from streaming_service import consumer, events
 
     kafka = consumer.read_kafka(spark, config, (config.topics.trades,))
-    out = kafka if stage == "read" else bars.valid_trades(
-        bars.parse_events(kafka, config.expected(), config.max_event_lead_ms))
+    out = kafka if stage == "read" else events.valid_trades(
+        events.parse_events(kafka, config.expected(), config.max_event_lead_ms))
     if stage == "window":  # the least a bar needs: no open/close ordering, no dedup, no table
         out = (out.withWatermark("trade_ts", config.watermark).groupBy(F.window("trade_ts", "1 minute"), "symbol")
                .agg(F.count(F.lit(1)).alias("trades"), F.sum("qty").alias("volume")))
@@ -320,7 +320,7 @@ def live(bootstrap: str, seconds: float, warmup: float, speed: float, tpm: int, 
     producer_started = time.time()
     peaks = {"broker": 0.0, "producer": 0.0, "consumer": 0.0}
     seen: dict = {}
-    provisional = home / "lake" / "speed_provisional_1m"
+    provisional = table_path(home / "lake", SPEED_PROVISIONAL)
     measured_from = caught_up(home, time.time() + warmup, timeout=300)  # the first micro-batches are cold
     ended = measured_from + seconds
     loads = []
@@ -367,7 +367,6 @@ def up_to_first_bar(workdir: Path, timeout: float = 300.0) -> float:
     """Seconds from spawning `crypto-lambda up` on a fresh home to the first committed streaming minute bar."""
     from crypto_lambda.config import Settings
     from crypto_lambda.lake import read as lake_read
-    from crypto_lambda.lake.speed import SPEED_BARS
 
     home = workdir / "home-up"
     shutil.rmtree(home, ignore_errors=True)

@@ -24,8 +24,8 @@ from crypto_assets.jobs import MINUTES_JOB, SPEED_JOB
 from crypto_assets.partitions import multi_key, range_tags
 from crypto_lambda.config import MIN_DAY_COMPLETENESS, Settings, automation_on
 from crypto_lambda.lake import read as lake_read
-from crypto_lambda.lake.speed import SPEED_BARS, SPEED_PROVISIONAL, read_gaps
-from crypto_lambda.lake.tables import DAILY_OHLCV, RAW_KLINES
+from crypto_lambda.lake.speed import read_gaps
+from crypto_lambda.lake.tables import DAILY_OHLCV, RAW_KLINES, SPEED_BARS, SPEED_PROVISIONAL
 from crypto_lambda.timeutil import MINUTES_PER_DAY, contiguous_runs, ms_to_day, today_utc, yesterday_utc
 
 AUTOMATION_SENSOR = "automation_condition_sensor"

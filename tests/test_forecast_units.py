@@ -258,8 +258,9 @@ def test_outputs_keep_past_runs_and_point_to_the_latest(tmp_path: Path, small_re
 def test_checks_pass_on_honest_metrics_and_flag_tampered_ones(tmp_path: Path, small_results, spark):
     from crypto_assets.checks.forecast import interval_coverage_report, mape_vs_naive_report
     from crypto_lambda.config import Settings
-    from crypto_lambda.forecast.outputs import FORECAST_METRICS, read_metrics, write_run
+    from crypto_lambda.forecast.outputs import read_metrics, write_run
     from crypto_lambda.lake import write as lw
+    from crypto_lambda.lake.tables import FORECAST_METRICS
 
     settings = Settings(home=tmp_path, symbols=("BTCUSDT", "ETHUSDT"))
     passed, severity, meta = mape_vs_naive_report(settings)

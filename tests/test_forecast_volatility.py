@@ -235,9 +235,10 @@ def test_price_metrics_have_pinball_and_coverage_per_horizon(results):
 def test_outputs_hold_both_targets_and_the_checks_read_the_price_rows(tmp_path: Path, results, spark):
     from crypto_assets.checks.forecast import interval_coverage_report, mape_vs_naive_report
     from crypto_lambda.config import Settings
-    from crypto_lambda.forecast.outputs import FORECAST_METRICS, VOL_FORECASTS, read_metrics, write_run
+    from crypto_lambda.forecast.outputs import read_metrics, write_run
     from crypto_lambda.lake import read as lr
     from crypto_lambda.lake import write as lw
+    from crypto_lambda.lake.tables import FORECAST_METRICS, VOL_FORECASTS
 
     settings = Settings(home=tmp_path, symbols=SYMBOLS)
     infos = write_run(results, tmp_path, settings.lake, "20260101T000000Z-dddddddd", spark=spark)

@@ -12,8 +12,8 @@ Only when every dataset matches are the old directories moved aside to ``pre_del
 on one filesystem) and the staged tables renamed into ``lake/``. A mismatch or an unreadable old file raises
 :class:`MigrationError` naming the dataset and day, and no old file has moved. A rerun finds nothing: a no-op.
 
-Datasets not in :data:`~crypto_lambda.lake.tables.TABLES` (forecast outputs, speed-layer tables whose module
-was not imported) are copied with their own schema, partitioned by ``symbol`` when they have one.
+Datasets without a schema in :data:`~crypto_lambda.lake.tables.TABLES` (forecast outputs) or not in it at all are
+copied with their own schema, partitioned by ``symbol`` when they have one.
 """
 
 from __future__ import annotations
@@ -33,13 +33,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from crypto_lambda.config import SYMBOL_RE
 from crypto_lambda.errors import Fault
 from crypto_lambda.lake.tables import QUARANTINE, TABLES, is_table
+from crypto_lambda.schema import spark_ddl
 
 STAGING = "lake.migrating"  # under the home, beside lake/: same filesystem, so renames are atomic
 BACKUP = "pre_delta"
 VERIFIED = "_migrate_verified.json"
-_SYMBOL = re.compile(r"^[A-Z0-9]{5,20}$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _LOG_NAME = re.compile(r"^(\d+)(\.compact)?$")
 
@@ -115,8 +116,8 @@ def _layout_files(root: Path) -> list[tuple[Path, dict]]:
         if not _visible(entry):
             continue
         if entry.is_file() and entry.suffix == ".parquet":
-            out.append((entry, {"symbol": entry.stem} if _SYMBOL.match(entry.stem) else {}))
-        elif entry.is_dir() and _SYMBOL.match(entry.name):
+            out.append((entry, {"symbol": entry.stem} if SYMBOL_RE.match(entry.stem) else {}))
+        elif entry.is_dir() and SYMBOL_RE.match(entry.name):
             for file in sorted(entry.glob("*.parquet")):
                 if _visible(file):
                     ctx = {"symbol": entry.name}
@@ -130,7 +131,7 @@ def _has_old_files(root: Path) -> bool:
     if (root / "_spark_metadata").is_dir():
         return True
     return any(_visible(p) and p.suffix == ".parquet" for p in root.glob("*.parquet")) or any(
-        p.is_dir() and _SYMBOL.match(p.name) and any(root.glob(f"{p.name}/*.parquet")) for p in root.iterdir())
+        p.is_dir() and SYMBOL_RE.match(p.name) and any(root.glob(f"{p.name}/*.parquet")) for p in root.iterdir())
 
 
 def find_old(home: Path, list_files: bool = True) -> list[OldDataset]:
@@ -348,7 +349,6 @@ def _streamed(spark, staging: Path, ds: OldDataset) -> tuple[int, dict, int | No
     from pyspark.sql import functions as F
 
     from crypto_lambda.lake import write
-    from crypto_lambda.lake.tables import spark_type
 
     spec = TABLES[ds.name]
     rows, sums = 0, {}
@@ -356,8 +356,7 @@ def _streamed(spark, staging: Path, ds: OldDataset) -> tuple[int, dict, int | No
         part = read_old_file(ds.name, path, ctx)
         rows += part.num_rows
         merge_sums(sums, checksums(part, spec.schema.names))
-    ddl = ", ".join(f"`{f.name}` {spark_type(f.type)}" for f in spec.schema if f.name != "date")
-    frame = spark.read.schema(ddl).parquet(*[str(p) for p, _ in ds.files])
+    frame = spark.read.schema(spark_ddl(spec.schema, exclude=("date",))).parquet(*[str(p) for p, _ in ds.files])
     commit = write.replace(spark, staging, ds.name, frame.withColumn("date", F.to_date("open_time")),
                            extra={"migrated_from": "file-per-day"})
     return rows, sums, commit.version

@@ -21,8 +21,8 @@ from crypto_lambda.config import MIN_DAY_COMPLETENESS, Settings
 from crypto_lambda.lake import read as lake_read
 from crypto_lambda.lake import write as lake_write
 from crypto_lambda.lake.tables import DAILY_FILLED, SERVING_DAILY, SPEED_DAILY
-from crypto_lambda.ohlcv import calendar, forward_fill, prefer, with_moving_averages
 from crypto_lambda.schema import SERVING_SCHEMA
+from crypto_lambda.series import calendar, forward_fill, prefer, with_moving_averages
 from crypto_lambda.timeutil import MINUTES_PER_DAY, yesterday_utc
 
 BAR_COLS = ("symbol", "date", "open", "high", "low", "close", "volume", "minutes_present", "source",
