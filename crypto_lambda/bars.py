@@ -45,12 +45,14 @@ DEDUP_KEY = ("symbol", "trade_id")
 
 def minute_bars(trades: DataFrame, watermark: str = "2 minutes", dedup: bool = True) -> DataFrame:
     """1-minute bars from valid trades (symbol, trade_ts, trade_id, price, qty, buyer_maker, partition,
-    offset): event-time windows with a watermark, so a streaming query can append them."""
+    offset): event-time windows with a watermark, so a streaming query can append them; a static DataFrame
+    gives the same bars."""
     from pyspark.sql import functions as F
 
     trades = trades.withWatermark("trade_ts", watermark)
-    if dedup:
-        trades = trades.dropDuplicatesWithinWatermark(list(DEDUP_KEY))
+    if dedup:  # a static DataFrame (tests, a re-read) has no watermark state: a plain dropDuplicates
+        trades = (trades.dropDuplicatesWithinWatermark(list(DEDUP_KEY)) if trades.isStreaming
+                  else trades.dropDuplicates(list(DEDUP_KEY)))
     order = F.struct(*SPARK_TRADE_ORDER)
     price, qty, taker = F.col("price"), F.col("qty"), ~F.col("buyer_maker")
     bars = trades.groupBy(F.window("trade_ts", "1 minute").alias("w"), "symbol").agg(
