@@ -53,7 +53,8 @@ MAX_MS = 10**13  # 2286-11-20: any later "open time" is a parse error, not marke
 _NAME_RE = re.compile(
     r"^(?P<symbol>[A-Za-z0-9]+(?:_[A-Za-z0-9]+)?)-(?P<interval>\d+(?:mo|[smhdwM]))(?=[-._]|$)")
 _DUMP_HEADER = ("open_time", "open time", "opentime")
-_DUMP_NAME_RE = re.compile(rf"^{SYMBOL_CHARS}-1m-(?P<year>\d{4})-(?P<month>\d{2})(?:-(?P<day>\d{2}))?\.(?:csv|zip)$")
+_DUMP_NAME_RE = re.compile(f"^{SYMBOL_CHARS}"
+                           r"-1m-(?P<year>\d{4})-(?P<month>\d{2})(?:-(?P<day>\d{2}))?\.(?:csv|zip)$")
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
