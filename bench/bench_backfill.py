@@ -33,6 +33,7 @@ import common  # noqa: E402
 from common import Figure, log  # noqa: E402
 
 from crypto_lambda.batch.raw import FETCH_CHUNK_DAYS  # noqa: E402  (the pages the backfill fetches)
+from crypto_lambda.lake.tables import RAW_KLINES  # noqa: E402
 from crypto_lambda.timeutil import DAY_MS, MINUTES_PER_DAY, yesterday_utc  # noqa: E402
 from replay_exchange.recording import FIELDS, Bars, Recording  # noqa: E402
 from replay_exchange.server import ReplayKnobs, ReplayServer  # noqa: E402
@@ -55,8 +56,8 @@ def load_recording(days: int) -> tuple[Recording, dt.date, dt.date]:
     first = last - dt.timedelta(days=days - 1)
     minutes = {}
     for symbol in SYMBOLS:
-        source_last = max(read.days(lake, "raw_klines_1m", symbol))
-        table = read.read_arrow(lake, "raw_klines_1m", [symbol], source_last - dt.timedelta(days=days - 1),
+        source_last = max(read.days(lake, RAW_KLINES, symbol))
+        table = read.read_arrow(lake, RAW_KLINES, [symbol], source_last - dt.timedelta(days=days - 1),
                                 source_last).sort_by("open_time")
         shift = (last - source_last).days * DAY_MS
         open_ms = table["open_time"].cast(pa.int64()).to_numpy() + shift

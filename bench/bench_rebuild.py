@@ -28,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from common import Figure, log  # noqa: E402
 
+from crypto_lambda.lake.tables import RAW_KLINES  # noqa: E402
+
 DUCKDB_SQL = """
 SELECT symbol, CAST(open_time AS DATE) AS date,
        arg_min(open, open_time) AS open, max(high) AS high, min(low) AS low, arg_max(close, open_time) AS close,
@@ -43,7 +45,7 @@ def layout_files(layout: str) -> list[str]:
     from crypto_lambda.lake import read
 
     if layout == "delta":
-        return common.local_paths(read.file_uris(common.delta_lake(), "raw_klines_1m"))
+        return common.local_paths(read.file_uris(common.delta_lake(), RAW_KLINES))
     if layout == "compact":
         return sorted(str(p) for p in (common.input_root() / "compact").glob("*.parquet"))
     files = common.raw_files(common.input_lake())
@@ -76,16 +78,16 @@ def _run_jobs(job, layouts: list[str], repeats: int, out: str | None, t0: float)
 
 def child_spark(args: argparse.Namespace) -> dict:
     """The project's path: the Delta table through ``lake.write.spark_read`` (or a layout's files),
-    ``ohlcv.daily_bars``, ``toPandas``."""
+    ``bars.daily_bars``, ``toPandas``."""
     t0 = float(os.environ.get("BENCH_T0", time.time()))
     if args.remote:
         from pyspark.sql import SparkSession
 
-        from crypto_lambda.ohlcv import daily_bars
+        from crypto_lambda.bars import daily_bars
         t_imports = time.time() - t0
         spark = SparkSession.builder.remote(args.remote).getOrCreate()
     else:
-        from crypto_lambda.ohlcv import daily_bars
+        from crypto_lambda.bars import daily_bars
         from crypto_lambda.spark import get_spark
         t_imports = time.time() - t0
         spark = get_spark(dict(kv.split("=", 1) for kv in args.conf))
@@ -95,9 +97,9 @@ def child_spark(args: argparse.Namespace) -> dict:
         if layout == "delta":
             from crypto_lambda.lake.write import spark_read
 
-            minutes = spark_read(spark, common.delta_lake(), "raw_klines_1m")
+            minutes = spark_read(spark, common.delta_lake(), RAW_KLINES)
         elif layout == "files":  # the floor: the table's very Parquet files, no Delta (partitions from paths)
-            minutes = spark.read.option("basePath", str(common.delta_lake() / "raw_klines_1m")).parquet(
+            minutes = spark.read.option("basePath", str(common.delta_lake() / RAW_KLINES)).parquet(
                 *layout_files("delta"))
         else:
             minutes = spark.read.parquet(*layout_files(layout))
@@ -193,7 +195,7 @@ def measure(repeats: int, connect: bool, cds: bool) -> tuple[list[Figure], dict]
     common.ensure_delta_input()
     from crypto_lambda.lake import read
 
-    sizes = read.file_sizes(common.delta_lake(), "raw_klines_1m")
+    sizes = read.file_sizes(common.delta_lake(), RAW_KLINES)
     day_files = len(layout_files("days"))
     rows = sum(v["rows"] for v in common.input_info()["symbols"].values())
     log(f"input: {rows:,} rows; Delta raw_klines_1m {sizes['files']} files ({sizes['bytes'] / 1e6:.0f} MB), "

@@ -89,11 +89,11 @@ FLOORS = {"read": "Spark's Kafka source alone", "parse": "Kafka source + parse_e
 def start_floor(spark, config, stage: str) -> list:
     from pyspark.sql import functions as F
 
-    from streaming_service import bars, consumer
+    from streaming_service import consumer, events
 
     kafka = consumer.read_kafka(spark, config, (config.topics.trades,))
-    out = kafka if stage == "read" else bars.valid_trades(
-        bars.parse_events(kafka, config.expected(), config.max_event_lead_ms))
+    out = kafka if stage == "read" else events.valid_trades(
+        events.parse_events(kafka, config.expected(), config.max_event_lead_ms))
     if stage == "window":  # the least a bar needs: no open/close ordering, no dedup, no table
         out = (out.withWatermark("trade_ts", config.watermark).groupBy(F.window("trade_ts", "1 minute"), "symbol")
                .agg(F.count(F.lit(1)).alias("trades"), F.sum("qty").alias("volume")))

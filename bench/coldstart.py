@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from common import Figure, log  # noqa: E402
 
+from crypto_lambda.lake.tables import RAW_KLINES  # noqa: E402
 from crypto_lambda.machine import free_port  # noqa: E402
 from crypto_lambda.spark import LOCAL_SPARK_CONF  # noqa: E402
 
@@ -93,7 +94,7 @@ def serve_connect(port: int) -> None:
     """A long-lived Spark: the project's own session (get_spark) with the Spark Connect plugin, warmed by one
     rebuild, serving until stdin closes."""
     t0 = time.time()
-    from crypto_lambda.ohlcv import daily_bars
+    from crypto_lambda.bars import daily_bars
     from crypto_lambda.spark import get_spark
 
     spark = get_spark({"spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",
@@ -103,7 +104,7 @@ def serve_connect(port: int) -> None:
     from crypto_lambda.lake.write import spark_read
 
     started = time.time()
-    daily_bars(spark_read(spark, common.delta_lake(), "raw_klines_1m")).toPandas()
+    daily_bars(spark_read(spark, common.delta_lake(), RAW_KLINES)).toPandas()
     common.emit({"ready": round(ready, 2), "warmup": round(time.time() - started, 2)})
     sys.stdin.read()
     spark.stop()

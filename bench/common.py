@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from crypto_lambda import lake as lk
 from crypto_lambda.config import home_dir
-from crypto_lambda.schema import KLINE_SCHEMA
+from crypto_lambda.schema import KLINE_SCHEMA, spark_ddl
 from crypto_lambda.timeutil import DAY_MS, MINUTE_MS, MINUTES_PER_DAY, day_start_ms
 from replay_exchange.recording import Bars, sample_bars
 
@@ -266,19 +266,13 @@ def _build_delta() -> dict:
 
     spark = get_spark()
     started = time.perf_counter()
-    minutes = spark.read.schema(_spark_kline_ddl()).parquet(*raw_files(input_lake()))
+    minutes = spark.read.schema(spark_ddl(KLINE_SCHEMA)).parquet(*raw_files(input_lake()))
     commit = write.replace(spark, delta_lake(), lk.RAW_KLINES, minutes.withColumn("date", F.to_date("open_time")),
                            extra={"bench": "bootstrap input"})
     seconds = time.perf_counter() - started
     spark.stop()
     return {"rows": commit.rows, "files": read.file_count(delta_lake(), lk.RAW_KLINES), "seconds": seconds,
             "version": commit.version}
-
-
-def _spark_kline_ddl() -> str:
-    from crypto_lambda.lake.tables import spark_type
-
-    return ", ".join(f"`{f.name}` {spark_type(f.type)}" for f in KLINE_SCHEMA)
 
 
 def local_paths(uris: Sequence[str]) -> list[str]:

@@ -19,7 +19,7 @@ import common
 import numpy as np
 from deltalake import DeltaTable
 
-from crypto_lambda.lake.tables import is_table
+from crypto_lambda.lake.tables import SPEED_BARS, SPEED_PROVISIONAL, is_table, table_path
 from crypto_lambda.machine import free_port
 from streaming_service.broker import ensure_topics
 from streaming_service.topics import Topics
@@ -170,7 +170,7 @@ def live(bootstrap: str, seconds: float, warmup: float, speed: float, tpm: int, 
     producer_started = time.time()
     peaks = {"broker": 0.0, "producer": 0.0, "consumer": 0.0}
     seen: dict = {}
-    provisional = home / "lake" / "speed_provisional_1m"
+    provisional = table_path(home / "lake", SPEED_PROVISIONAL)
     measured_from = caught_up(home, time.time() + warmup, timeout=300)  # the first micro-batches are cold
     ended = measured_from + seconds
     loads = []
@@ -217,7 +217,6 @@ def up_to_first_bar(workdir: Path, timeout: float = 300.0) -> float:
     """Seconds from spawning `crypto-lambda up` on a fresh home to the first committed streaming minute bar."""
     from crypto_lambda.config import Settings
     from crypto_lambda.lake import read as lake_read
-    from crypto_lambda.lake.speed import SPEED_BARS
 
     home = workdir / "home-up"
     shutil.rmtree(home, ignore_errors=True)

@@ -12,12 +12,12 @@ from crypto_assets.defs.serving import checks as serving_checks
 from crypto_assets.lib.runs import IN_PROGRESS, sweep_dead_runs, unresolved_failures
 from crypto_lambda.config import Settings
 from crypto_lambda.coverage import gap_report, missing_days
-from crypto_lambda.forecast.tables import FORECASTS
 from crypto_lambda.lake import read as lake_read
 from crypto_lambda.lake.tables import (
     DAILY_FILLED,
     DAILY_HISTORY,
     DAILY_OHLCV,
+    FORECASTS,
     RAW_KLINES,
     REALIZED_VOL,
     SERVING_DAILY,

@@ -15,7 +15,10 @@ from pathlib import Path
 
 from crypto_lambda.timeutil import parse_day
 
-SYMBOL_RE = re.compile(r"^[A-Z0-9]{5,20}$")
+# A symbol: 5-20 characters of A-Z and 0-9. The one definition: every other pattern (file names, the stream's
+# parse, validation) is built from SYMBOL_CHARS or SYMBOL_RE.
+SYMBOL_CHARS = "[A-Z0-9]{5,20}"
+SYMBOL_RE = re.compile(f"^{SYMBOL_CHARS}$")
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT")
 DEFAULT_START = "2017-08-17"  # Binance's first BTCUSDT day
 DEFAULT_API_URL = "https://api.binance.com"

@@ -24,7 +24,6 @@ from pathlib import Path
 import pandas as pd
 from pyspark.sql import SparkSession
 
-import crypto_lambda.forecast.tables  # noqa: F401 - registers the forecasts' tables
 from crypto_lambda.config import Settings
 from crypto_lambda.lake import read as lake_tables
 

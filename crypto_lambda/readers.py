@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.feather as feather
 
-from crypto_lambda.config import validate_symbol
+from crypto_lambda.config import SYMBOL_CHARS, validate_symbol
 from crypto_lambda.schema import Validated, empty_quarantine, validate
 from crypto_lambda.timeutil import day_start_ms
 
@@ -53,7 +53,8 @@ MAX_MS = 10**13  # 2286-11-20: any later "open time" is a parse error, not marke
 _NAME_RE = re.compile(
     r"^(?P<symbol>[A-Za-z0-9]+(?:_[A-Za-z0-9]+)?)-(?P<interval>\d+(?:mo|[smhdwM]))(?=[-._]|$)")
 _DUMP_HEADER = ("open_time", "open time", "opentime")
-_DUMP_NAME_RE = re.compile(r"^[A-Z0-9]{5,20}-1m-(?P<year>\d{4})-(?P<month>\d{2})(?:-(?P<day>\d{2}))?\.(?:csv|zip)$")
+_DUMP_NAME_RE = re.compile(f"^{SYMBOL_CHARS}"
+                           r"-1m-(?P<year>\d{4})-(?P<month>\d{2})(?:-(?P<day>\d{2}))?\.(?:csv|zip)$")
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 

@@ -1,4 +1,6 @@
-"""The canonical 1-minute kline schema and its validation: the one module every reader and writer uses.
+"""Every schema of the project, and the canonical 1-minute kline's validation: the one module every reader and
+writer uses. Arrow schemas are the source; Spark's are derived from them (:func:`spark_ddl`), except the Kafka
+events' JSON (:data:`KAFKA_EVENT_SCHEMA`), which has no table behind it.
 
 A row is valid when no required value is NaN or infinite, its open time is aligned to the minute, not after
 now + 1 minute and not before the symbol's listing floor (:func:`listing_floor_ms`), inside the period a
@@ -6,7 +8,7 @@ file declares (``period_ms``), its close time (when the source has one) is open 
 every price is > 0, ``low <= min(open, close) <= max(open, close) <= high``, volumes >= 0 and trades >= 0.
 Invalid rows are returned separately with a reason so callers can quarantine them; a bad row never takes a
 good neighbour down with it. The REST path and every file reader apply these rules; the streaming parse
-(``streaming_service/bars.py``) applies the listing floor, close-time and trade-count rules to its events.
+(``streaming_service/events.py``) applies the listing floor, close-time and trade-count rules to its events.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from crypto_lambda.config import SYMBOL_RE
 from crypto_lambda.quality import OHLC_VIOLATION, ohlc_consistent
 from crypto_lambda.timeutil import MINUTE_MS, day_start_ms, now_ms
 
@@ -51,6 +54,12 @@ QUARANTINE_SCHEMA = pa.schema([
     pa.field("reason", pa.string()),
     pa.field("raw", pa.string()),
 ])
+
+# Rows of the minute tables (raw_klines_1m, speed_klines_1m): the kline plus its UTC ``date``.
+RAW_SCHEMA = KLINE_SCHEMA.append(pa.field("date", pa.date32(), nullable=False))
+# The lake's shared quarantine table: the rows of every kind of input (``kind``) that failed validation.
+LAKE_QUARANTINE_SCHEMA = pa.schema([pa.field("kind", pa.string(), nullable=False), *QUARANTINE_SCHEMA,
+                                    pa.field("quarantined_at", pa.timestamp("us", tz="UTC"))])
 
 
 # How far ahead of the local clock an open time may be: the exchange's current minute while it is in progress,
@@ -150,7 +159,7 @@ def validate(frame: pd.DataFrame, *, source_file: str, interval_ms: int = MINUTE
     if isinstance(trades, pd.Series):
         flag(trades < 0, "negative_trades")
         flag(trades.notna() & ((trades % 1 != 0) | (trades >= 2**62)), "invalid_trade_count")
-    symbol_ok = out["symbol"].str.fullmatch(r"[A-Z0-9]{5,20}")
+    symbol_ok = out["symbol"].str.fullmatch(SYMBOL_RE.pattern)
     flag(~symbol_ok, "invalid_symbol")
 
     bad_mask = reason.notna()
@@ -252,3 +261,64 @@ REALIZED_VOL_SCHEMA = pa.schema([
     pa.field("variance", pa.float64()),
     pa.field("source", pa.string()),
 ])
+
+
+# -- the speed layer ------------------------------------------------------------------------------------------
+
+# speed_provisional_1m: each micro-batch's newest kline-stream update of a minute (reduced newest-wins on read).
+PROVISIONAL_SCHEMA = pa.schema([
+    ("symbol", pa.string()), ("open_time", pa.timestamp("ms", tz="UTC")), ("open", pa.float64()),
+    ("high", pa.float64()), ("low", pa.float64()), ("close", pa.float64()), ("volume", pa.float64()),
+    ("trades", pa.int64()), ("closed", pa.bool_()), ("event_ms", pa.int64()), ("received_ms", pa.int64()),
+    pa.field("date", pa.date32(), nullable=False),
+])
+# speed_gaps: the producer's gap markers, minutes [from_ms, to_ms] the REST refill must fetch.
+GAP_SCHEMA = pa.schema([
+    ("symbol", pa.string()), ("from_ms", pa.int64()), ("to_ms", pa.int64()), ("reason", pa.string()),
+    ("event_ms", pa.int64()), ("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64()),
+])
+# speed_quarantine: an invalid Kafka record, as bytes (not always UTF-8) at its Kafka position.
+STREAM_QUARANTINE_SCHEMA = pa.schema([
+    ("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64()),
+    ("kafka_ts", pa.timestamp("ms", tz="UTC")), ("reason", pa.string()), ("raw", pa.binary()),
+    ("batch_id", pa.int64()),
+])
+
+# A Kafka record's value (Spark DDL for ``from_json``): a Binance trade or kline event, or a producer gap marker.
+KAFKA_EVENT_SCHEMA = (
+    "e string, E long, s string, t long, p string, q string, T long, m boolean, "
+    "k struct<t:long, T:long, s:string, i:string, f:long, L:long, o:string, c:string, h:string, l:string, "
+    "v:string, n:long, x:boolean, q:string, V:string, Q:string>, "
+    "`from` long, `to` long, reason string"
+)
+# The same struct with unambiguous names: Spark resolves field references case-insensitively by default, so
+# the parsed struct is cast (positionally) to this before any field is referenced.
+KAFKA_EVENT_NAMED_SCHEMA = (
+    "struct<e:string, event_ms:long, s:string, trade_id:long, p:string, q:string, trade_ms:long, m:boolean, "
+    "k:struct<open_ms:long, close_ms:long, s:string, i:string, first_id:long, last_id:long, o:string, "
+    "c:string, h:string, l:string, v:string, n:long, x:boolean, quote:string, taker_base:string, "
+    "taker_quote:string>, `from`:long, `to`:long, reason:string>"
+)
+
+
+# -- Spark's form of the Arrow schemas ------------------------------------------------------------------------
+
+_SPARK_TYPES = {pa.string(): "STRING", pa.float64(): "DOUBLE", pa.int64(): "BIGINT", pa.int32(): "INT",
+                pa.bool_(): "BOOLEAN", pa.date32(): "DATE", pa.binary(): "BINARY"}
+
+
+def spark_type(arrow: pa.DataType) -> str:
+    """The Spark SQL type of an Arrow type (every timestamp is Spark's TIMESTAMP: UTC instants)."""
+    if pa.types.is_timestamp(arrow):
+        return "TIMESTAMP"
+    try:
+        return _SPARK_TYPES[arrow]
+    except KeyError:
+        raise TypeError(f"no Spark SQL type for {arrow}") from None
+
+
+def spark_ddl(schema: pa.Schema, *, exclude: tuple[str, ...] = (), not_null: bool = False) -> str:
+    """``schema`` as a Spark DDL column list (``spark.read.schema``, ``CREATE TABLE``), without ``exclude``;
+    ``not_null``: NOT NULL where the Arrow field says so (a table definition; a reader's schema has none)."""
+    return ", ".join(f"`{f.name}` {spark_type(f.type)}{' NOT NULL' if not_null and not f.nullable else ''}"
+                     for f in schema if f.name not in exclude)

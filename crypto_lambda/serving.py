@@ -22,9 +22,9 @@ from crypto_lambda.config import Settings
 from crypto_lambda.lake import read as lake_read
 from crypto_lambda.lake import write as lake_write
 from crypto_lambda.lake.tables import DAILY_FILLED, SERVING_DAILY, SPEED_DAILY
-from crypto_lambda.ohlcv import calendar, forward_fill, prefer, with_moving_averages
 from crypto_lambda.quality import complete_day_col
 from crypto_lambda.schema import SERVING_SCHEMA
+from crypto_lambda.series import calendar, forward_fill, prefer, with_moving_averages
 from crypto_lambda.timeutil import yesterday_utc
 
 AGREEMENT_FIELDS = ("open", "high", "low", "close", "volume")

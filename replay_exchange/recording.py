@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from crypto_lambda import readers
-from crypto_lambda.config import SAMPLE_1M, SAMPLE_DAILY
+from crypto_lambda.config import SAMPLE_1M, SAMPLE_DAILY, SYMBOL_CHARS
 from crypto_lambda.schema import KLINE_COLUMNS
 from crypto_lambda.timeutil import (
     DAY_MS,
@@ -38,7 +38,7 @@ FIELDS = ("open", "high", "low", "close", "volume", "quote_volume", "trades", "t
           "taker_buy_quote")
 SUMMED = ("volume", "quote_volume", "trades", "taker_buy_base", "taker_buy_quote")
 DAILY_HEADER = "timestamp,open,high,low,close,volume"
-_SYMBOL_IN_NAME = re.compile(r"^([A-Z0-9]{5,20})(?=[-_.])")
+_SYMBOL_IN_NAME = re.compile(rf"^({SYMBOL_CHARS})(?=[-_.])")
 # Intervals the recording can serve: 1m as recorded, 1d from minutes or the daily file, and every
 # intraday interval aggregated from minutes (they all divide a day, so buckets align to UTC midnight).
 SERVED_INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")

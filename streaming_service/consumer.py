@@ -2,21 +2,21 @@
 
 Two queries on one SparkSession, each with its own checkpoint under ``checkpoints/stream/kafka/``:
 
-* ``bars`` reads the trades topic, parses it with :func:`bars.parse_events`, keeps valid trades, applies an
-  event-time watermark (default 2 minutes), drops duplicate trade ids within it and appends 1-minute OHLCV
-  bars to the Delta table ``speed_klines_1m`` (partitioned by symbol and ``month``, a stored column: the sink
-  cannot fill a generated one) through Delta's streaming sink. Exactly once: offsets are journaled in the
-  checkpoint before a batch runs, and the sink's commit carries a ``txn`` action (query id, batch id) so a
-  re-run batch is not appended twice.
+* ``bars`` reads the trades topic, parses it with :func:`~streaming_service.events.parse_events`, keeps valid
+  trades, applies an event-time watermark (default 2 minutes), drops duplicate trade ids within it and appends
+  1-minute OHLCV bars (:func:`crypto_lambda.bars.minute_bars`) to the Delta table ``speed_klines_1m``
+  (partitioned by symbol and ``month``, a stored column: the sink cannot fill a generated one) through Delta's
+  streaming sink. Exactly once: offsets are journaled in the checkpoint before a batch runs, and the sink's
+  commit carries a ``txn`` action (query id, batch id) so a re-run batch is not appended twice.
 * ``side`` reads all topics once more and, per micro-batch (``foreachBatch``), in one pass
-  (:func:`bars.side_records`): appends every invalid record (raw bytes, reason, position) to
-  ``speed_quarantine``, gap markers to ``speed_gaps`` and the newest kline update of each minute to
+  (:func:`~streaming_service.events.side_records`): appends every invalid record (raw bytes, reason, position)
+  to ``speed_quarantine``, gap markers to ``speed_gaps`` and the newest kline update of each minute to
   ``speed_provisional_1m`` (read newest-wins by :func:`speed_lake.provisional_daily_bar`: today's bar within
   one trigger of a tick). Each append is idempotent (a Delta ``txn`` action: app id = the side checkpoint's
   query id, version = the batch id), so a batch replayed after a crash commits nothing twice. The rows are
   committed by delta-rs from the driver (:func:`crypto_lambda.lake.write.append_once`): a Spark job per
   append cost 1.1-1.3 s, up to three per batch, on the provisional bar's latency path. Both queries parse
-  with :func:`bars.parse_events`, so a record gets the same verdict in each.
+  with :func:`~streaming_service.events.parse_events`, so a record gets the same verdict in each.
 
 A minute's committed bar appears once the watermark passes its end, i.e. about a minute plus the watermark
 delay after it opened; until then the provisional table has it. In ``available_now`` mode a run stops when
@@ -43,12 +43,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from crypto_lambda.bars import minute_bars
 from crypto_lambda.lake import read as lake_read
 from crypto_lambda.lake import speed as speed_lake
 from crypto_lambda.lake import write as lake_write
-from crypto_lambda.lake.tables import MONTH
+from crypto_lambda.lake.tables import MONTH, SPEED_BARS, SPEED_GAPS, SPEED_PROVISIONAL, SPEED_QUARANTINE
 from crypto_lambda.spark import env_spark_conf
-from streaming_service import bars
+from streaming_service.events import MAX_EVENT_LEAD_MS, parse_events, side_records, valid_trades
 from streaming_service.topics import SpeedPaths, Topics
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ class ConsumerConfig:
     fail_on_data_loss: bool = True
     # Events more than this after their Kafka time are quarantined; None only for a replay exchange that runs
     # recorded time faster than the clock (`crypto-lambda up` with REPLAY_WS_SPEED > 1).
-    max_event_lead_ms: int | None = bars.MAX_EVENT_LEAD_MS
+    max_event_lead_ms: int | None = MAX_EVENT_LEAD_MS
 
     def expected(self) -> dict[str, str]:
         return dict(zip(self.topics.all(), EXPECTED_EVENT, strict=True))
@@ -135,7 +136,7 @@ def _guard_output(config: ConsumerConfig) -> None:
     append every bar a second time (the sink's idempotence is per query id, which a new checkpoint changes)."""
     commits = checkpoint_dir(config, "bars") / "commits"
     has_commits = commits.is_dir() and any(commits.iterdir())
-    if not has_commits and lake_read.file_count(config.paths.lake, speed_lake.SPEED_BARS) > 0:
+    if not has_commits and lake_read.file_count(config.paths.lake, SPEED_BARS) > 0:
         raise ValueError(f"{config.paths.bars} already holds streaming bars but {commits.parent} has no checkpoint "
                          "for them (a deleted checkpoint, or one written by an older release): reading the topics "
                          "again would store those bars twice; use another --output or --reset")
@@ -157,11 +158,11 @@ def start_bars(spark, config: ConsumerConfig):
     from pyspark.sql import functions as F
 
     kafka = read_kafka(spark, config, (config.topics.trades,))
-    trades = bars.valid_trades(bars.parse_events(kafka, config.expected(), config.max_event_lead_ms))
-    out = bars.minute_bars(trades, config.watermark, config.dedup)
-    out = out.withColumn(MONTH, F.trunc("date", "MM"))  # a stored column: see speed_lake.BARS_TABLE
+    trades = valid_trades(parse_events(kafka, config.expected(), config.max_event_lead_ms))
+    out = minute_bars(trades, config.watermark, config.dedup)
+    out = out.withColumn(MONTH, F.trunc("date", "MM"))  # a stored column: see tables.TABLES[SPEED_BARS]
     # Created first (schema, partitioning, properties); the sink then appends into its partitioning.
-    path = lake_write.ensure_table(spark, config.paths.lake, speed_lake.SPEED_BARS)
+    path = lake_write.ensure_table(spark, config.paths.lake, SPEED_BARS)
     return (out.writeStream.queryName("speed-bars").format("delta").outputMode("append")
             .option("checkpointLocation", str(checkpoint_dir(config, "bars")))
             .trigger(**_trigger(config)).start(str(path)))
@@ -199,11 +200,11 @@ def side_batch(config: ConsumerConfig):
         lake_write.append_once(spark, paths.lake, name, frame, app_id=app_id[0], txn_version=batch_id)
 
     def run(events, batch_id: int) -> None:
-        rows = bars.side_records(events).toPandas()
+        rows = side_records(events).toPandas()
         spark = events.sparkSession
         bad = rows[rows["kind"] == "bad"]
         if len(bad):
-            append(spark, speed_lake.SPEED_QUARANTINE,
+            append(spark, SPEED_QUARANTINE,
                    bad.assign(batch_id=batch_id, kafka_ts=speed_lake.utc_ms(bad["kafka_ts"])), batch_id)
             log.warning("batch %d: %d records quarantined (%s)", batch_id, len(bad),
                         ", ".join(f"{r}={n}" for r, n in bad["reason"].value_counts().items()))
@@ -211,17 +212,17 @@ def side_batch(config: ConsumerConfig):
         if len(gaps):
             gaps = gaps.rename(columns={"gap_from_ms": "from_ms", "gap_to_ms": "to_ms", "reason": "_",
                                         "gap_reason": "reason"})
-            append(spark, speed_lake.SPEED_GAPS, gaps, batch_id)
+            append(spark, SPEED_GAPS, gaps, batch_id)
         klines = rows[rows["kind"] == "kline"]
         if len(klines):
-            append(spark, speed_lake.SPEED_PROVISIONAL, _provisional_rows(klines), batch_id)
+            append(spark, SPEED_PROVISIONAL, _provisional_rows(klines), batch_id)
 
     return run
 
 
 def start_side(spark, config: ConsumerConfig):
     kafka = read_kafka(spark, config, config.topics.all())
-    events = bars.parse_events(kafka, config.expected(), config.max_event_lead_ms)
+    events = parse_events(kafka, config.expected(), config.max_event_lead_ms)
     return (events.writeStream.queryName("speed-side").foreachBatch(side_batch(config))
             .option("checkpointLocation", str(checkpoint_dir(config, "side")))
             .trigger(**_trigger(config)).start())

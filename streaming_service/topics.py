@@ -1,4 +1,5 @@
-"""Names shared by producer, consumer and readers: Kafka topics, the speed layer's tables, checkpoint folders.
+"""Names shared by producer, consumer and readers: Kafka topics (their one home), and where the speed layer's
+tables (named in :mod:`crypto_lambda.lake.tables`), checkpoints and spill live.
 
 One topic per stream kind (trades, klines) plus one for gap markers; key = symbol. Defaults can be
 overridden with ``KAFKA_TOPIC_PREFIX`` (e.g. per test) or per topic on the command line.
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crypto_lambda.config import Settings
-from crypto_lambda.lake.speed import SPEED_BARS, SPEED_GAPS, SPEED_PROVISIONAL, SPEED_QUARANTINE
+from crypto_lambda.lake.tables import SPEED_BARS, SPEED_GAPS, SPEED_PROVISIONAL, SPEED_QUARANTINE, table_path
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_WS_URL = "wss://stream.binance.com:9443"
@@ -59,19 +60,19 @@ class SpeedPaths:
 
     @property
     def bars(self) -> Path:
-        return self.lake / SPEED_BARS
+        return table_path(self.lake, SPEED_BARS)
 
     @property
     def gaps(self) -> Path:
-        return self.lake / SPEED_GAPS
+        return table_path(self.lake, SPEED_GAPS)
 
     @property
     def provisional(self) -> Path:
-        return self.lake / SPEED_PROVISIONAL
+        return table_path(self.lake, SPEED_PROVISIONAL)
 
     @property
     def quarantine(self) -> Path:
-        return self.lake / SPEED_QUARANTINE
+        return table_path(self.lake, SPEED_QUARANTINE)
 
     def tables(self) -> tuple[Path, ...]:
         return (self.bars, self.gaps, self.provisional, self.quarantine)

@@ -20,6 +20,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from crypto_lambda.bars import daily_bars
 from crypto_lambda.batch.rect import rectangles
 from crypto_lambda.config import Settings
 from crypto_lambda.exchange.client import BinanceClient
@@ -32,10 +33,9 @@ from crypto_lambda.lake.tables import (
     DAILY_OHLCV,
     RAW_KLINES,
     rectangle,
-    spark_type,
 )
-from crypto_lambda.ohlcv import calendar, daily_bars, forward_fill, prefer, with_moving_averages
-from crypto_lambda.schema import DAILY_SCHEMA, FILLED_SCHEMA
+from crypto_lambda.schema import DAILY_SCHEMA, FILLED_SCHEMA, spark_type
+from crypto_lambda.series import calendar, forward_fill, prefer, with_moving_averages
 from crypto_lambda.timeutil import day_start_ms, yesterday_utc
 
 

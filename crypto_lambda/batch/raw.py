@@ -30,9 +30,9 @@ from crypto_lambda.exchange.client import BinanceClient
 from crypto_lambda.imports import read_staged
 from crypto_lambda.lake import quarantine
 from crypto_lambda.lake import write as lake_write
-from crypto_lambda.lake.tables import RAW_KLINES, RAW_SCHEMA
+from crypto_lambda.lake.tables import RAW_KLINES
 from crypto_lambda.quality import is_full_day
-from crypto_lambda.schema import empty_klines, merge_klines
+from crypto_lambda.schema import RAW_SCHEMA, empty_klines, merge_klines
 from crypto_lambda.timeutil import DAY_MS, contiguous_runs, day_start_ms
 
 FETCH_CHUNK_DAYS = 30

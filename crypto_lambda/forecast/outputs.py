@@ -9,7 +9,7 @@ Layout (everything under ``CRYPTO_LAMBDA_HOME``):
   thresholds), replaced atomically. One file per symbol, so runs of different symbols never race.
   Beside them the volatility run: ``vol_forecast.parquet`` (champion's daily variance and vol, next H days),
   ``vol_metrics.parquet``/``.csv``, ``vol_cv_points.parquet``, ``vol_chart.html``, ``vol_chart.png``.
-- Delta tables in the lake (:mod:`crypto_lambda.forecast.tables`), one set of rows per symbol, rewritten by
+- Delta tables in the lake (specified in :mod:`crypto_lambda.lake.tables`), one set of rows per symbol, rewritten by
   each run in ONE commit per table for all of the run's symbols: ``forecasts`` (the newest champion forecast),
   ``forecast_metrics`` (the ``forecast_metrics`` query view; both targets, told apart by ``target`` =
   ``price`` | ``volatility``, each with its own columns - MAPE... for the price, QLIKE and MSE of log variance
@@ -32,15 +32,13 @@ import pandas as pd
 from crypto_lambda.config import validate_symbol
 from crypto_lambda.forecast.config import DRIFT, NAIVE, SEEDS
 from crypto_lambda.forecast.pipeline import ForecastResult
-from crypto_lambda.forecast.tables import FORECAST_METRICS, FORECASTS, VOL_FORECASTS
 from crypto_lambda.lake import atomic_text
 from crypto_lambda.lake import read as lake_read
 from crypto_lambda.lake import write as lake_write
-from crypto_lambda.lake.tables import table_path
+from crypto_lambda.lake.tables import FORECAST_METRICS, FORECASTS, VOL_FORECASTS, table_path
 
 FORECASTS_DIR = "forecasts"
-__all__ = ["FORECASTS", "FORECAST_METRICS", "VOL_FORECASTS", "read_latest", "read_metrics", "write_outputs",
-           "write_run"]
+__all__ = ["read_latest", "read_metrics", "write_outputs", "write_run"]
 PRICE, VOLATILITY = "price", "volatility"  # values of the metrics' ``target`` column
 VIEW_COLUMNS = ["symbol", "target", "model", "horizon", "mape", "pinball", "mae", "rmse", "mase", "coverage80",
                 "qlike", "mse_log", "is_champion"]

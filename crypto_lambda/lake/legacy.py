@@ -15,10 +15,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from crypto_lambda.config import SYMBOL_RE
 from crypto_lambda.errors import Fault
 from crypto_lambda.lake.tables import QUARANTINE, TABLES, is_table
 
-_SYMBOL = re.compile(r"^[A-Z0-9]{5,20}$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _LOG_NAME = re.compile(r"^(\d+)(\.compact)?$")
 
@@ -85,8 +85,8 @@ def _layout_files(root: Path) -> list[tuple[Path, dict]]:
         if not _visible(entry):
             continue
         if entry.is_file() and entry.suffix == ".parquet":
-            out.append((entry, {"symbol": entry.stem} if _SYMBOL.match(entry.stem) else {}))
-        elif entry.is_dir() and _SYMBOL.match(entry.name):
+            out.append((entry, {"symbol": entry.stem} if SYMBOL_RE.match(entry.stem) else {}))
+        elif entry.is_dir() and SYMBOL_RE.match(entry.name):
             for file in sorted(entry.glob("*.parquet")):
                 if _visible(file):
                     ctx = {"symbol": entry.name}
@@ -100,7 +100,7 @@ def _has_old_files(root: Path) -> bool:
     if (root / "_spark_metadata").is_dir():
         return True
     return any(_visible(p) and p.suffix == ".parquet" for p in root.glob("*.parquet")) or any(
-        p.is_dir() and _SYMBOL.match(p.name) and any(root.glob(f"{p.name}/*.parquet")) for p in root.iterdir())
+        p.is_dir() and SYMBOL_RE.match(p.name) and any(root.glob(f"{p.name}/*.parquet")) for p in root.iterdir())
 
 
 def find_old(home: Path, list_files: bool = True) -> list[OldDataset]:

@@ -12,8 +12,8 @@ Only when every dataset matches are the old directories moved aside to ``pre_del
 on one filesystem) and the staged tables renamed into ``lake/``. A mismatch or an unreadable old file raises
 :class:`MigrationError` naming the dataset and day, and no old file has moved. A rerun finds nothing: a no-op.
 
-Datasets not in :data:`~crypto_lambda.lake.tables.TABLES` (forecast outputs, speed-layer tables whose module
-was not imported) are copied with their own schema, partitioned by ``symbol`` when they have one.
+Datasets without a schema in :data:`~crypto_lambda.lake.tables.TABLES` (forecast outputs) or not in it at all are
+copied with their own schema, partitioned by ``symbol`` when they have one.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 
 from crypto_lambda.lake.legacy import MigrationError, OldDataset, find_old, read_old, read_old_file, utc_dates
 from crypto_lambda.lake.tables import TABLES, is_table
+from crypto_lambda.schema import spark_ddl
 
 STAGING = "lake.migrating"  # under the home, beside lake/: same filesystem, so renames are atomic
 BACKUP = "pre_delta"
@@ -149,7 +150,6 @@ def _streamed(spark, staging: Path, ds: OldDataset) -> tuple[int, dict, int | No
     from pyspark.sql import functions as F
 
     from crypto_lambda.lake import write
-    from crypto_lambda.lake.tables import spark_type
 
     spec = TABLES[ds.name]
     rows, sums = 0, {}
@@ -157,8 +157,7 @@ def _streamed(spark, staging: Path, ds: OldDataset) -> tuple[int, dict, int | No
         part = read_old_file(ds.name, path, ctx)
         rows += part.num_rows
         merge_sums(sums, checksums(part, spec.schema.names))
-    ddl = ", ".join(f"`{f.name}` {spark_type(f.type)}" for f in spec.schema if f.name != "date")
-    frame = spark.read.schema(ddl).parquet(*[str(p) for p, _ in ds.files])
+    frame = spark.read.schema(spark_ddl(spec.schema, exclude=("date",))).parquet(*[str(p) for p, _ in ds.files])
     commit = write.replace(spark, staging, ds.name, frame.withColumn("date", F.to_date("open_time")),
                            extra={"migrated_from": "file-per-day"})
     return rows, sums, commit.version

@@ -1,6 +1,7 @@
 """The speed layer's Delta tables, and reading them without Spark (delta-rs).
 
-Four tables under ``CRYPTO_LAMBDA_HOME/lake``, registered in :data:`crypto_lambda.lake.tables.TABLES`:
+Four tables under ``CRYPTO_LAMBDA_HOME/lake``, specified in :data:`crypto_lambda.lake.tables.TABLES` (schemas in
+:mod:`crypto_lambda.schema`):
 
 * ``speed_klines_1m``: committed 1-minute bars, written by the bars query through Delta's streaming sink
   (append; its checkpoint and the table's ``txn`` actions make it exactly once). Same schema and
@@ -19,8 +20,8 @@ The side query appends to the last three with :func:`crypto_lambda.lake.write.ap
 micro-batch id, so a re-run batch is skipped. Readers see committed versions only: a batch killed mid-write
 leaves files no version references, and nobody reads them.
 
-This module imports neither Spark nor :mod:`streaming_service.bars` (which does): the live page and the
-sensors use it.
+This module imports neither Spark nor :mod:`streaming_service` (which does): the live page and the sensors
+use it. Today's daily bar follows :mod:`crypto_lambda.bars` (its pandas form).
 """
 
 from __future__ import annotations
@@ -28,48 +29,12 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
-import pyarrow as pa
 
+from crypto_lambda.bars import daily_from_minutes
 from crypto_lambda.config import Settings, validate_symbol
 from crypto_lambda.lake import read as lake_read
-from crypto_lambda.lake.tables import (
-    MONTH,
-    RAW_SCHEMA,
-    SPEED_BARS,
-    SPEED_GAPS,
-    SPEED_PROVISIONAL,
-    SPEED_QUARANTINE,
-    Table,
-    register,
-)
-
-BAR_COLUMNS = tuple(RAW_SCHEMA.names)
-PROVISIONAL_SCHEMA = pa.schema([
-    ("symbol", pa.string()), ("open_time", pa.timestamp("ms", tz="UTC")), ("open", pa.float64()),
-    ("high", pa.float64()), ("low", pa.float64()), ("close", pa.float64()), ("volume", pa.float64()),
-    ("trades", pa.int64()), ("closed", pa.bool_()), ("event_ms", pa.int64()), ("received_ms", pa.int64()),
-    pa.field("date", pa.date32(), nullable=False),
-])
-GAP_SCHEMA = pa.schema([
-    ("symbol", pa.string()), ("from_ms", pa.int64()), ("to_ms", pa.int64()), ("reason", pa.string()),
-    ("event_ms", pa.int64()), ("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64()),
-])
-STREAM_QUARANTINE_SCHEMA = pa.schema([
-    ("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64()),
-    ("kafka_ts", pa.timestamp("ms", tz="UTC")), ("reason", pa.string()), ("raw", pa.binary()),
-    ("batch_id", pa.int64()),
-])
-
-# ``month`` stored, not generated: the streaming sink cannot write a table with a generated column and keep
-# the query's watermark (see Table.generated_month); the bars query sets it.
-# Every trigger commits to these: checkpoints every 100 commits (see Table.checkpoint_interval).
-BARS_TABLE = register(Table(SPEED_BARS, RAW_SCHEMA, ("symbol", MONTH), ("symbol", "open_time"),
-                            generated_month=False, checkpoint_interval=100))
-PROVISIONAL_TABLE = register(Table(SPEED_PROVISIONAL, PROVISIONAL_SCHEMA, ("symbol", MONTH),
-                                   ("symbol", "open_time", "event_ms"), checkpoint_interval=100))
-GAPS_TABLE = register(Table(SPEED_GAPS, GAP_SCHEMA, ("symbol",), ("symbol", "from_ms", "to_ms")))
-QUARANTINE_TABLE = register(Table(SPEED_QUARANTINE, STREAM_QUARANTINE_SCHEMA, ("topic",),
-                                  ("topic", "partition", "offset")))
+from crypto_lambda.lake.tables import SPEED_BARS, SPEED_GAPS, SPEED_PROVISIONAL, SPEED_QUARANTINE
+from crypto_lambda.schema import PROVISIONAL_SCHEMA, RAW_SCHEMA
 
 
 def utc_ms(series: pd.Series) -> pd.Series:
@@ -109,18 +74,6 @@ def read_provisional(settings: Settings, symbol: str | list[str] | None = None, 
     frame = lake_read.read(settings.lake, SPEED_PROVISIONAL, _symbols(symbol), day, end or day)
     frame["open_time"] = utc_ms(frame["open_time"])
     return newest_wins(frame)
-
-
-def daily_from_minutes(minutes: pd.DataFrame) -> dict | None:
-    """Daily OHLCV from one symbol-day's minute bars (sorted by open_time), None when there are none."""
-    if minutes is None or not len(minutes):
-        return None
-    minutes = minutes.sort_values("open_time", kind="stable")
-    return {"open": float(minutes["open"].iloc[0]), "high": float(minutes["high"].max()),
-            "low": float(minutes["low"].min()), "close": float(minutes["close"].iloc[-1]),
-            "volume": float(minutes["volume"].sum()), "minutes": int(len(minutes)),
-            "trades": int(minutes["trades"].fillna(0).sum()) if "trades" in minutes else None,
-            "first_minute": minutes["open_time"].iloc[0], "last_minute": minutes["open_time"].iloc[-1]}
 
 
 _DAY_COLS = ["open_time", "open", "high", "low", "close", "volume", "trades"]

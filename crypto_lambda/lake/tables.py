@@ -1,4 +1,5 @@
-"""Every dataset of the lake, once: its name, schema, partition columns and key.
+"""Every dataset of the lake, once: its name, schema (from :mod:`crypto_lambda.schema`), partition columns and
+key, in :data:`TABLES`; the batch, speed, serving and forecast tables alike. Other modules import the names.
 
 Each dataset is a Delta Lake table at ``CRYPTO_LAMBDA_HOME/lake/<name>``, written by Spark (with Delta's jars
 from ``jvm/pom.xml``) and read either by Spark or, where a JVM is too heavy (live page, status, sensors,
@@ -23,11 +24,15 @@ from crypto_lambda.config import validate_symbol
 from crypto_lambda.schema import (
     DAILY_SCHEMA,
     FILLED_SCHEMA,
-    KLINE_SCHEMA,
-    QUARANTINE_SCHEMA,
+    GAP_SCHEMA,
+    LAKE_QUARANTINE_SCHEMA,
+    PROVISIONAL_SCHEMA,
+    RAW_SCHEMA,
     REALIZED_VOL_SCHEMA,
     SERVING_SCHEMA,
     SPEED_DAILY_SCHEMA,
+    STREAM_QUARANTINE_SCHEMA,
+    spark_ddl,
 )
 
 RAW_KLINES = "raw_klines_1m"
@@ -38,11 +43,15 @@ SPEED_DAILY = "speed_daily"
 SERVING_DAILY = "serving_daily"
 REALIZED_VOL = "realized_vol_daily"
 QUARANTINE = "quarantine"
-# The speed layer's tables (their specs are registered by streaming_service/speed_lake.py, which owns the schemas).
+# The speed layer's tables (written by streaming_service.consumer, read by crypto_lambda.lake.speed).
 SPEED_BARS = "speed_klines_1m"
 SPEED_GAPS = "speed_gaps"
 SPEED_PROVISIONAL = "speed_provisional_1m"
 SPEED_QUARANTINE = "speed_quarantine"
+# The forecasts' tables (written by crypto_lambda.forecast.outputs), one set of rows per symbol.
+FORECASTS = "forecasts"  # the newest champion forecast per symbol
+FORECAST_METRICS = "forecast_metrics"  # the newest metrics of both targets; also the name of the query view
+VOL_FORECASTS = "volatility_forecasts"  # the newest volatility forecast per symbol
 
 MONTH = "month"
 MONTH_EXPR = "trunc(date, 'MM')"
@@ -60,7 +69,8 @@ TABLE_PROPERTIES: dict[str, str] = {
 @dataclass(frozen=True)
 class Table:
     """One lake dataset. ``schema`` excludes the generated ``month``; ``None`` = the writer's frame decides
-    (forecast outputs, whose columns follow the models)."""
+    (forecast outputs: their columns follow the models, a new metric or model family adds a column, and Delta
+    merges new columns in, ``mergeSchema``)."""
 
     name: str
     schema: pa.Schema | None
@@ -85,14 +95,6 @@ class Table:
         return {**TABLE_PROPERTIES, "delta.checkpointInterval": str(self.checkpoint_interval)}
 
 
-def _with_date(schema: pa.Schema) -> pa.Schema:
-    return schema.append(pa.field("date", pa.date32(), nullable=False))
-
-
-RAW_SCHEMA = _with_date(KLINE_SCHEMA)
-LAKE_QUARANTINE_SCHEMA = pa.schema([pa.field("kind", pa.string(), nullable=False), *QUARANTINE_SCHEMA,
-                                    pa.field("quarantined_at", pa.timestamp("us", tz="UTC"))])
-
 TABLES: dict[str, Table] = {t.name: t for t in (
     Table(RAW_KLINES, RAW_SCHEMA, ("symbol", MONTH), ("symbol", "open_time")),
     Table(DAILY_OHLCV, DAILY_SCHEMA),
@@ -102,15 +104,20 @@ TABLES: dict[str, Table] = {t.name: t for t in (
     Table(SERVING_DAILY, SERVING_SCHEMA),
     Table(REALIZED_VOL, REALIZED_VOL_SCHEMA),
     Table(QUARANTINE, LAKE_QUARANTINE_SCHEMA, ("kind",), ()),
+    # The speed layer's. Every trigger commits to these: checkpoints every 100 commits (Table.checkpoint_interval).
+    # speed_klines_1m: raw_klines_1m's schema and partitioning, so a reader of one reads the other; ``month``
+    # stored, not generated: the streaming sink cannot write a generated column and keep the query's watermark.
+    Table(SPEED_BARS, RAW_SCHEMA, ("symbol", MONTH), ("symbol", "open_time"), generated_month=False,
+          checkpoint_interval=100),
+    Table(SPEED_PROVISIONAL, PROVISIONAL_SCHEMA, ("symbol", MONTH), ("symbol", "open_time", "event_ms"),
+          checkpoint_interval=100),
+    Table(SPEED_GAPS, GAP_SCHEMA, ("symbol",), ("symbol", "from_ms", "to_ms")),
+    Table(SPEED_QUARANTINE, STREAM_QUARANTINE_SCHEMA, ("topic",), ("topic", "partition", "offset")),
+    # The forecasts': no schema, the writer's frame decides (see Table.schema).
+    Table(FORECASTS, None, ("symbol",), ("symbol", "date")),
+    Table(FORECAST_METRICS, None, ("symbol",), ("symbol", "target", "model", "horizon")),
+    Table(VOL_FORECASTS, None, ("symbol",), ("symbol", "date")),
 )}
-
-
-def register(table: Table) -> Table:
-    """Add a dataset defined elsewhere (the speed layer's and the forecasts' tables) to :data:`TABLES`."""
-    known = TABLES.setdefault(table.name, table)
-    if known != table:
-        raise ValueError(f"lake table {table.name} is defined twice, differently")
-    return table
 
 
 def table(name: str) -> Table:
@@ -130,23 +137,10 @@ def is_table(path: Path) -> bool:
     return (path / "_delta_log").is_dir() and any((path / "_delta_log").glob("*.json"))
 
 
-_SPARK_TYPES = {pa.string(): "STRING", pa.float64(): "DOUBLE", pa.int64(): "BIGINT", pa.int32(): "INT",
-                pa.bool_(): "BOOLEAN", pa.date32(): "DATE", pa.binary(): "BINARY"}
-
-
-def spark_type(arrow: pa.DataType) -> str:
-    if pa.types.is_timestamp(arrow):
-        return "TIMESTAMP"
-    try:
-        return _SPARK_TYPES[arrow]
-    except KeyError:
-        raise TypeError(f"no Spark SQL type for {arrow}") from None
-
-
 def ddl_columns(spec: Table) -> str:
     """Column list of ``CREATE TABLE`` for ``spec`` (NOT NULL where the Arrow field says so)."""
     assert spec.schema is not None
-    cols = [f"`{f.name}` {spark_type(f.type)}{'' if f.nullable else ' NOT NULL'}" for f in spec.schema]
+    cols = [spark_ddl(spec.schema, not_null=True)]
     if spec.by_month:
         cols.append(f"`{MONTH}` DATE GENERATED ALWAYS AS ({MONTH_EXPR})" if spec.generated_month
                     else f"`{MONTH}` DATE NOT NULL")

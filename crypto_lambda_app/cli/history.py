@@ -46,7 +46,6 @@ def format_rows(rows: list[dict]) -> str:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    import crypto_lambda.forecast.tables  # noqa: F401 - registers the forecasts' tables
     from crypto_lambda.config import load_settings
 
     if args.limit is not None and args.limit < 1:

@@ -28,8 +28,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_migrate(args: argparse.Namespace) -> int:
-    import crypto_lambda.forecast.tables  # noqa: F401 - registers the forecasts' tables (their schemas)
-    import crypto_lambda.lake.speed  # noqa: F401 - registers the speed layer's tables
     from crypto_lambda.config import home_dir
     from crypto_lambda.lake import legacy, migrate
 

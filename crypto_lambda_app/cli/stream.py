@@ -184,7 +184,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_consume(args: argparse.Namespace) -> int:
-    from streaming_service import bars, consumer
+    from streaming_service import consumer, events
     from streaming_service.topics import SpeedPaths
 
     _quiet_kafka(getattr(args, "verbose", False))
@@ -205,7 +205,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
         starting_offsets=args.starting_offsets, max_offsets_per_trigger=args.max_offsets_per_trigger,
         watermark=args.watermark, dedup=not args.no_dedup, queries=queries,
         fail_on_data_loss=not args.no_fail_on_data_loss,
-        max_event_lead_ms=None if args.no_future_bound else bars.MAX_EVENT_LEAD_MS)
+        max_event_lead_ms=None if args.no_future_bound else events.MAX_EVENT_LEAD_MS)
     if args.reset:
         consumer.reset(config)
     stop = threading.Event()

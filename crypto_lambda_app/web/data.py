@@ -21,7 +21,8 @@ import pandas as pd
 
 from crypto_lambda.config import Settings
 from crypto_lambda.lake import read as lake_read
-from crypto_lambda.lake.speed import SPEED_BARS, SPEED_PROVISIONAL, provisional_daily_bar, read_speed_bars
+from crypto_lambda.lake.speed import provisional_daily_bar, read_speed_bars
+from crypto_lambda.lake.tables import SPEED_BARS, SPEED_PROVISIONAL
 from crypto_lambda.timeutil import MINUTE_MS
 
 MAX_MINUTES = 1440

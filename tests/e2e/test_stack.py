@@ -25,7 +25,8 @@ import pytest
 from crypto_lambda import machine
 from crypto_lambda.config import Settings
 from crypto_lambda.lake import read as lake_read
-from crypto_lambda.lake.speed import SPEED_BARS, read_gaps, read_speed_bars
+from crypto_lambda.lake.speed import read_gaps, read_speed_bars
+from crypto_lambda.lake.tables import SPEED_BARS
 from crypto_lambda.timeutil import today_utc
 from crypto_lambda_app.stack import procs
 from crypto_lambda_app.stack.health import component_health

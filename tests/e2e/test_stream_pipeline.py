@@ -15,13 +15,13 @@ import pytest
 from crypto_lambda.config import Settings
 from crypto_lambda.lake import read as lake_read
 from crypto_lambda.lake.speed import (
-    SPEED_BARS,
     gap_minutes,
     provisional_daily_bar,
     read_gaps,
     read_speed_bars,
     read_stream_quarantine,
 )
+from crypto_lambda.lake.tables import SPEED_BARS
 from crypto_lambda_app.harness import ReplayRun, expected_trades, read_topic, trades_frame
 from replay_exchange.recording import Recording
 from streaming_service import consumer

@@ -49,8 +49,9 @@ def test_outputs_keep_past_runs_and_point_to_the_latest(tmp_path: Path, small_re
 def test_checks_pass_on_honest_metrics_and_flag_tampered_ones(tmp_path: Path, small_results, spark):
     from crypto_assets.defs.forecast.checks import interval_coverage_report, mape_vs_naive_report
     from crypto_lambda.config import Settings
-    from crypto_lambda.forecast.outputs import FORECAST_METRICS, read_metrics, write_run
+    from crypto_lambda.forecast.outputs import read_metrics, write_run
     from crypto_lambda.lake import write as lw
+    from crypto_lambda.lake.tables import FORECAST_METRICS
 
     settings = Settings(home=tmp_path, symbols=("BTCUSDT", "ETHUSDT"))
     passed, severity, meta = mape_vs_naive_report(settings)
@@ -87,9 +88,10 @@ def test_checks_pass_on_honest_metrics_and_flag_tampered_ones(tmp_path: Path, sm
 def test_outputs_hold_both_targets_and_the_checks_read_the_price_rows(tmp_path: Path, results, spark):  # noqa: F811
     from crypto_assets.defs.forecast.checks import interval_coverage_report, mape_vs_naive_report
     from crypto_lambda.config import Settings
-    from crypto_lambda.forecast.outputs import FORECAST_METRICS, VOL_FORECASTS, read_metrics, write_run
+    from crypto_lambda.forecast.outputs import read_metrics, write_run
     from crypto_lambda.lake import read as lr
     from crypto_lambda.lake import write as lw
+    from crypto_lambda.lake.tables import FORECAST_METRICS, VOL_FORECASTS
 
     settings = Settings(home=tmp_path, symbols=SYMBOLS)
     infos = write_run(results, tmp_path, settings.lake, "20260101T000000Z-dddddddd", spark=spark)

@@ -16,8 +16,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import crypto_lambda.forecast.tables  # noqa: F401 - registered, as `lake migrate` has them
-import crypto_lambda.lake.speed  # noqa: F401 - registered, as `lake migrate` has them
 from crypto_lambda.errors import Fault
 from crypto_lambda.lake import legacy, migrate, read
 from crypto_lambda.schema import DAILY_SCHEMA, KLINE_SCHEMA, QUARANTINE_SCHEMA, REALIZED_VOL_SCHEMA

@@ -14,7 +14,8 @@ import pytest
 from crypto_lambda.config import Settings
 from crypto_lambda.lake import read as lr
 from crypto_lambda.lake import write as lw
-from crypto_lambda.lake.speed import SPEED_BARS, SPEED_PROVISIONAL, provisional_daily_bar, read_provisional
+from crypto_lambda.lake.speed import provisional_daily_bar, read_provisional
+from crypto_lambda.lake.tables import SPEED_BARS, SPEED_PROVISIONAL
 from crypto_lambda.timeutil import today_utc
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -112,7 +113,7 @@ def test_sensor_requests_each_touched_partition_once_across_ticks(spark, lambda_
     assert provisional_daily_bar(settings, "BTCUSDT", today)["provisional_minutes"] == 1
 
 
-@pytest.mark.parametrize("module", ["crypto_lambda_app.web.data", "crypto_lambda_app.web.app"])
+@pytest.mark.parametrize("module", ["crypto_lambda_app.web.data", "crypto_lambda_app.web.app", "crypto_lambda.bars"])
 def test_live_page_reads_import_no_pyspark(module):
     code = f"import sys, {module}; sys.exit('pyspark' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -10,7 +10,7 @@ def test_each_record_is_parsed_once_and_classified(spark) -> None:
     """The bars query's plan evaluates ``from_json`` once per record (Spark used to inline it into every field
     reference and into pushed-down filters: 10 parses a record, half the consumer's CPU), and the single
     parse still sorts records into valid trades and quarantine reasons."""
-    from streaming_service import bars
+    from streaming_service.events import parse_events, valid_trades
 
     good = {"e": "trade", "E": 1, "s": "BTCUSDT", "t": 7, "p": "1.5", "q": "2", "T": 1_748_736_000_000, "m": True}
     rows = [(b"BTCUSDT", json.dumps(good).encode(), "t.trades", 0, 0),
@@ -22,8 +22,8 @@ def test_each_record_is_parsed_once_and_classified(spark) -> None:
             (b"BTCUSDT", json.dumps({**good, "T": good["T"] + 120_005}).encode(), "t.trades", 0, 5)]
     kafka = spark.createDataFrame(rows, "key binary, value binary, topic string, partition int, offset long") \
         .selectExpr("*", f"timestamp_millis({good['T']} + offset) AS timestamp")
-    events = bars.parse_events(kafka, {"t.trades": "trade"})
-    valid = bars.valid_trades(events)
+    events = parse_events(kafka, {"t.trades": "trade"})
+    valid = valid_trades(events)
     plan = valid._jdf.queryExecution().optimizedPlan().toString()
     assert plan.count("from_json(") == 1, plan
     assert [(r.trade_id, r.price, r.qty) for r in valid.collect()] == [(7, 1.5, 2.0)]
@@ -31,5 +31,5 @@ def test_each_record_is_parsed_once_and_classified(spark) -> None:
     assert reasons == {0: None, 1: "invalid_price", 2: "unparseable_json", 3: "event_type_does_not_match_topic",
                        4: "invalid_trade_time", 5: "trade_time_in_the_future"}
     # Lifted only for a replay faster than the clock: then the same record is a valid trade.
-    unbounded = {r.offset: r.reason for r in bars.parse_events(kafka, {"t.trades": "trade"}, None).collect()}
+    unbounded = {r.offset: r.reason for r in parse_events(kafka, {"t.trades": "trade"}, None).collect()}
     assert unbounded[5] is None and unbounded[4] == "invalid_trade_time"

@@ -108,7 +108,7 @@ def test_spill_file_replays_in_order_and_skips_a_torn_line(tmp_path: Path) -> No
 
 
 def test_daily_bar_rule_matches_pandas_reference() -> None:
-    from streaming_service.bars import bars_from_trades
+    from crypto_lambda.bars import bars_from_trades
 
     trades = pd.DataFrame({"symbol": ["X"] * 4, "trade_time_ms": [60_000, 60_000, 61_000, 119_999],
                            "trade_id": [2, 1, 3, 4], "price": [10.0, 9.0, 12.0, 11.0], "qty": [1.0] * 4})

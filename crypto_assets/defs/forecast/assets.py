@@ -22,8 +22,7 @@ from crypto_lambda.forecast.config import ForecastConfig
 from crypto_lambda.forecast.outputs import metrics_markdown, run_stamp, write_run
 from crypto_lambda.forecast.pipeline import run_forecasts
 from crypto_lambda.forecast.report import format_report
-from crypto_lambda.forecast.tables import FORECASTS
-from crypto_lambda.lake.tables import SERVING_DAILY
+from crypto_lambda.lake.tables import FORECASTS, SERVING_DAILY
 from crypto_lambda.serving import read_serving
 from crypto_lambda.volatility import read_realized
 

@@ -11,7 +11,7 @@ from crypto_assets.lib.resources import LakeResource
 from crypto_lambda.config import Settings
 from crypto_lambda.forecast.config import NAIVE, ForecastConfig
 from crypto_lambda.forecast.outputs import read_latest, read_metrics
-from crypto_lambda.forecast.tables import FORECASTS
+from crypto_lambda.lake.tables import FORECASTS
 
 ERROR = dg.AssetCheckSeverity.ERROR
 WARN = dg.AssetCheckSeverity.WARN

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from crypto_lambda.forecast.tables import FORECASTS
+from crypto_lambda.lake.tables import FORECASTS
 
 FORECAST_JOB = "forecast_job"
 

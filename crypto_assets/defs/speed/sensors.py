@@ -17,7 +17,7 @@ from crypto_assets.defs.speed.jobs import SPEED_JOB
 from crypto_assets.lib.partitions import PARTITION, multi_key
 from crypto_lambda.config import Settings, automation_on
 from crypto_lambda.lake import read as lake_read
-from crypto_lambda.lake.speed import SPEED_BARS, SPEED_PROVISIONAL
+from crypto_lambda.lake.tables import SPEED_BARS, SPEED_PROVISIONAL
 from crypto_lambda.timeutil import today_utc
 
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,

@@ -1,42 +1,33 @@
-"""Parsing and bar aggregation shared by every reader of the Kafka topics (the streaming job, the benchmark
-and the tests).
+"""Parsing of the Kafka topics' events, shared by every reader of them (the streaming job, the benchmark and
+the tests); the bars built from the valid trades follow :mod:`crypto_lambda.bars`.
 
 Kafka values are Binance event JSON (``e`` = trade | kline) or the producer's gap markers (``e`` = gap).
 One explicit schema parses all three (field names are case-sensitive: Binance uses both ``e`` and ``E``);
 :func:`parse_events` adds a ``reason`` column that is null for a valid record and otherwise names the first
 problem, so one filter splits good records from quarantine and a bad record never stops the stream.
 
-A 1-minute bar: open = price of the first trade by (trade time, trade id, partition, offset), close = of
-the last, high/low = max/min, volume = sum of quantities, trades = count; ties are broken by trade id and
-then Kafka position, so replays give identical bars. :func:`bars_from_trades` is the same rule in pandas.
+The record's JSON schema is :data:`crypto_lambda.schema.KAFKA_EVENT_SCHEMA`.
 """
 
 from __future__ import annotations
 
-import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from crypto_lambda.lake.speed import BAR_COLUMNS, daily_from_minutes  # noqa: F401 - re-exported
+from crypto_lambda.config import SYMBOL_RE
 from crypto_lambda.quality import OHLC_VIOLATION, ohlc_consistent_col
-from crypto_lambda.schema import GLOBAL_LISTING_FLOOR, LISTING_FLOORS, close_time_offset_ms
+from crypto_lambda.schema import (
+    GLOBAL_LISTING_FLOOR,
+    KAFKA_EVENT_NAMED_SCHEMA,
+    KAFKA_EVENT_SCHEMA,
+    LISTING_FLOORS,
+    close_time_offset_ms,
+)
 from crypto_lambda.timeutil import MINUTE_MS, day_start_ms
 
-EVENT_SCHEMA = (
-    "e string, E long, s string, t long, p string, q string, T long, m boolean, "
-    "k struct<t:long, T:long, s:string, i:string, f:long, L:long, o:string, c:string, h:string, l:string, "
-    "v:string, n:long, x:boolean, q:string, V:string, Q:string>, "
-    "`from` long, `to` long, reason string"
-)
-# The same struct with unambiguous names: Spark resolves field references case-insensitively by default, so
-# the parsed struct is cast (positionally) to this before any field is referenced.
-NAMED_SCHEMA = (
-    "struct<e:string, event_ms:long, s:string, trade_id:long, p:string, q:string, trade_ms:long, m:boolean, "
-    "k:struct<open_ms:long, close_ms:long, s:string, i:string, first_id:long, last_id:long, o:string, "
-    "c:string, h:string, l:string, v:string, n:long, x:boolean, quote:string, taker_base:string, "
-    "taker_quote:string>, `from`:long, `to`:long, reason:string>"
-)
-SYMBOL_PATTERN = "^[A-Z0-9]{5,20}$"
+# config.validate_symbol's pattern, for Spark's rlike
+SYMBOL_PATTERN = SYMBOL_RE.pattern
+
 
 def _num(text: Column) -> Column:
     return text.try_cast("double")
@@ -76,7 +67,7 @@ def parse_events(kafka: DataFrame, expected: dict[str, str] | None = None,
     parsed = kafka.select(
         "topic", "partition", "offset", F.col("timestamp").alias("kafka_ts"), "key",
         F.col("value").alias("raw"),
-        F.from_json(F.col("value").cast("string"), EVENT_SCHEMA).cast(NAMED_SCHEMA).alias("j"))
+        F.from_json(F.col("value").cast("string"), KAFKA_EVENT_SCHEMA).cast(KAFKA_EVENT_NAMED_SCHEMA).alias("j"))
     price, qty = _num(F.col("j.p")), _num(F.col("j.q"))
     ko, kh, kl, kc, kv = (_num(F.col(f"j.k.{f}")) for f in ("o", "h", "l", "c", "v"))
     symbol = F.col("j.s")
@@ -135,26 +126,6 @@ def valid_trades(events: DataFrame) -> DataFrame:
     return events.where(F.coalesce(F.col("reason"), F.when(F.col("event") != "trade", "not_a_trade")).isNull())
 
 
-def minute_bars(trades: DataFrame, watermark: str = "2 minutes", dedup: bool = True) -> DataFrame:
-    """1-minute OHLCV bars from valid trades, event-time windows with a watermark (append-safe)."""
-    trades = trades.withWatermark("trade_ts", watermark)
-    if dedup:  # the producer is at-least-once across broker outages; trade ids are unique per symbol
-        trades = trades.dropDuplicatesWithinWatermark(["symbol", "trade_id"])
-    order = F.struct("trade_ts", "trade_id", "partition", "offset")
-    taker = ~F.col("buyer_maker")
-    bars = trades.groupBy(F.window("trade_ts", "1 minute").alias("w"), "symbol").agg(
-        F.min_by("price", order).alias("open"), F.max("price").alias("high"), F.min("price").alias("low"),
-        F.max_by("price", order).alias("close"), F.sum("qty").alias("volume"),
-        F.sum(F.col("price") * F.col("qty")).alias("quote_volume"), F.count(F.lit(1)).alias("trades"),
-        F.sum(F.when(taker, F.col("qty")).otherwise(0.0)).alias("taker_buy_base"),
-        F.sum(F.when(taker, F.col("price") * F.col("qty")).otherwise(0.0)).alias("taker_buy_quote"),
-    )
-    return bars.select(
-        "symbol", F.col("w.start").alias("open_time"), "open", "high", "low", "close", "volume", "quote_volume",
-        "trades", "taker_buy_base", "taker_buy_quote", F.lit("stream").alias("source"),
-        F.to_date("w.start").alias("date"))  # a DATE, as in raw_klines_1m (the session zone is UTC)
-
-
 def side_records(events: DataFrame) -> DataFrame:
     """Everything the side outputs need, in one pass and one small shuffle: each invalid record (``kind`` =
     bad), each gap marker (gap) and, per (symbol, minute), the newest kline update (kline; newest by event
@@ -169,15 +140,3 @@ def side_records(events: DataFrame) -> DataFrame:
     payload = F.struct(*[c for c in keyed.columns if c != "kind"])
     order = F.struct("event_ms", "k_closed", "partition", "offset")
     return keyed.groupBy("kind", *keys).agg(F.max_by(payload, order).alias("r")).select("kind", "r.*")
-
-
-def bars_from_trades(trades: pd.DataFrame) -> pd.DataFrame:
-    """The same bar rule in pandas; ``trades`` has symbol, trade_time_ms, trade_id, price, qty."""
-    frame = trades.sort_values(["symbol", "trade_time_ms", "trade_id"], kind="stable")
-    frame = frame.drop_duplicates(["symbol", "trade_id"], keep="first")
-    frame = frame.assign(open_ms=frame["trade_time_ms"] - frame["trade_time_ms"] % 60_000)
-    out = frame.groupby(["symbol", "open_ms"], sort=True).agg(
-        open=("price", "first"), high=("price", "max"), low=("price", "min"), close=("price", "last"),
-        volume=("qty", "sum"), trades=("trade_id", "count")).reset_index()
-    out["open_time"] = pd.to_datetime(out.pop("open_ms"), unit="ms", utc=True).astype("datetime64[ms, UTC]")
-    return out[["symbol", "open_time", "open", "high", "low", "close", "volume", "trades"]]

@@ -1,8 +1,8 @@
-"""OHLCV and indicator math on Spark DataFrames, shared by the batch, speed and serving layers.
+"""Daily series on Spark DataFrames, shared by the batch and serving layers: the calendar of every day, forward
+fill over missing days, trailing moving averages, and one row per day when several sources have it.
 
-Pure functions from DataFrame to DataFrame: no I/O, no session creation. The daily bar of a set of minutes
-is open = first open by open_time, close = last close, high = max, low = min, volumes summed — exactly how
-Binance builds its 1d klines, so the two agree to the last digit on O/H/L/C.
+Pure functions from DataFrame to DataFrame: no I/O, no session creation. The daily bars themselves are built
+by :mod:`crypto_lambda.bars`.
 """
 
 from __future__ import annotations
@@ -11,31 +11,6 @@ import datetime as dt
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-
-DAILY_COLUMNS = (
-    "symbol", "date", "open", "high", "low", "close", "volume", "quote_volume", "trades", "minutes_present",
-)
-
-
-def daily_agg_columns(time_col: str = "open_time") -> list[Column]:
-    """Aggregations turning minute rows into one daily bar (use with groupBy(symbol, date))."""
-    t = F.col(time_col)
-    return [
-        F.min_by("open", t).alias("open"),
-        F.max("high").alias("high"),
-        F.min("low").alias("low"),
-        F.max_by("close", t).alias("close"),
-        F.sum("volume").alias("volume"),
-        F.sum("quote_volume").alias("quote_volume"),
-        F.sum("trades").alias("trades"),
-        F.count(F.lit(1)).cast("int").alias("minutes_present"),
-    ]
-
-
-def daily_bars(minutes: DataFrame, time_col: str = "open_time") -> DataFrame:
-    """1-minute klines -> one row per (symbol, UTC date). Expects a UTC session time zone."""
-    with_date = minutes.withColumn("date", F.to_date(F.col(time_col)))
-    return with_date.groupBy("symbol", "date").agg(*daily_agg_columns(time_col)).select(*DAILY_COLUMNS)
 
 
 def calendar(spark: SparkSession, symbols_first_last: dict[str, tuple[dt.date, dt.date]]) -> DataFrame:
