@@ -202,7 +202,7 @@ def test_corrupt_old_file_moves_nothing(spark, tmp_path: Path) -> None:
     _write(_minutes("ETHUSDT", DAYS[2]), victim, KLINE_SCHEMA)
     with pytest.raises(migrate.MigrationError, match=f"raw_klines_1m: ETHUSDT {DAYS[1]}: 1440 of 1440 rows"):
         migrate.migrate(home, spark)
-    assert migrate.old_layout_datasets(home) == ["daily_ohlcv", "raw_klines_1m"]
+    assert legacy.old_layout_datasets(home) == ["daily_ohlcv", "raw_klines_1m"]
 
 
 def test_checksums_name_the_day_that_differs() -> None:
