@@ -16,9 +16,10 @@ from pathlib import Path
 from crypto_lambda.timeutil import parse_day
 
 # A symbol: 5-20 characters of A-Z and 0-9. The one definition: every other pattern (file names, the stream's
-# parse, validation) is built from SYMBOL_CHARS or SYMBOL_RE.
+# parse, validation) is built from SYMBOL_CHARS or SYMBOL_RE. Anchored with \A and \Z, not ^ and $: ``$`` also
+# matches before a trailing newline, and "BTCUSDT\n" would pass as a symbol (and a path component).
 SYMBOL_CHARS = "[A-Z0-9]{5,20}"
-SYMBOL_RE = re.compile(f"^{SYMBOL_CHARS}$")
+SYMBOL_RE = re.compile(rf"\A{SYMBOL_CHARS}\Z")
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT")
 DEFAULT_START = "2017-08-17"  # Binance's first BTCUSDT day
 DEFAULT_API_URL = "https://api.binance.com"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from crypto_lambda.config import SYMBOL_RE
+from crypto_lambda.config import SYMBOL_CHARS
 from crypto_lambda.quality import OHLC_VIOLATION, ohlc_consistent_col
 from crypto_lambda.schema import (
     GLOBAL_LISTING_FLOOR,
@@ -26,7 +26,8 @@ from crypto_lambda.schema import (
 from crypto_lambda.timeutil import MINUTE_MS, day_start_ms
 
 # config.validate_symbol's pattern, for Spark's rlike
-SYMBOL_PATTERN = SYMBOL_RE.pattern
+# Java regex (Spark's rlike): ^ and \z, since Java's $ also matches before a final line terminator.
+SYMBOL_PATTERN = rf"^{SYMBOL_CHARS}\z"
 
 
 def _num(text: Column) -> Column:

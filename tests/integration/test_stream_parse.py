@@ -19,7 +19,9 @@ def test_each_record_is_parsed_once_and_classified(spark) -> None:
             (b"BTCUSDT", json.dumps({**good, "e": "kline"}).encode(), "t.trades", 0, 3),
             (b"BTCUSDT", json.dumps({**good, "T": 60_000}).encode(), "t.trades", 0, 4),  # 1970: before listing
             # received (Kafka time) at T + 5 ms but stamped two minutes later: a clock from the future
-            (b"BTCUSDT", json.dumps({**good, "T": good["T"] + 120_005}).encode(), "t.trades", 0, 5)]
+            (b"BTCUSDT", json.dumps({**good, "T": good["T"] + 120_005}).encode(), "t.trades", 0, 5),
+            # Java's $ matches before a final newline: the symbol rule must not
+            (None, json.dumps({**good, "s": "BTCUSDT\n"}).encode(), "t.trades", 0, 6)]
     kafka = spark.createDataFrame(rows, "key binary, value binary, topic string, partition int, offset long") \
         .selectExpr("*", f"timestamp_millis({good['T']} + offset) AS timestamp")
     events = parse_events(kafka, {"t.trades": "trade"})
@@ -29,7 +31,7 @@ def test_each_record_is_parsed_once_and_classified(spark) -> None:
     assert [(r.trade_id, r.price, r.qty) for r in valid.collect()] == [(7, 1.5, 2.0)]
     reasons = {r.offset: r.reason for r in events.collect()}
     assert reasons == {0: None, 1: "invalid_price", 2: "unparseable_json", 3: "event_type_does_not_match_topic",
-                       4: "invalid_trade_time", 5: "trade_time_in_the_future"}
+                       4: "invalid_trade_time", 5: "trade_time_in_the_future", 6: "invalid_symbol"}
     # Lifted only for a replay faster than the clock: then the same record is a valid trade.
     unbounded = {r.offset: r.reason for r in parse_events(kafka, {"t.trades": "trade"}, None).collect()}
     assert unbounded[5] is None and unbounded[4] == "invalid_trade_time"

@@ -123,3 +123,12 @@ def test_every_command_has_help(command, capsys):
         main([command, "--help"])
     assert exc.value.code == 0
     assert "usage: crypto-lambda" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", ["BTCUSDT\n", "btcusdt", "BTC", "BTC/USDT", "../ETHUSDT", "A" * 21, ""])
+def test_a_symbol_is_refused_unless_it_is_exactly_5_to_20_of_a_z_0_9(bad: str) -> None:
+    from crypto_lambda.config import validate_symbol
+
+    assert validate_symbol("BTCUSDT") == "BTCUSDT"
+    with pytest.raises(ValueError, match="is invalid"):
+        validate_symbol(bad)
