@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="allow binding a non-loopback address (the server has no authentication)")
     parser.add_argument("--shift-to-today", action="store_true",
                         help="shift whole days so the recording's last 1m day is today (UTC)")
+    parser.add_argument("--keep-ahead-hours", type=float, default=0.0, metavar="H",
+                        help="with --shift-to-today, shift one day more when fewer than H hours of recorded "
+                             "minutes would follow now, so a live WebSocket replay has minutes to send (default 0)")
     parser.add_argument("--data", nargs="+", type=Path, metavar="PATH",
                         help="kline files or directories to serve instead of the shipped sample")
     parser.add_argument("--weight-budget", type=int, default=6000, help="request weight per minute")
@@ -54,8 +57,10 @@ def run(args: argparse.Namespace) -> int:
     if args.weight_budget < 1:
         raise ValueError(f"--weight-budget {args.weight_budget} must be positive")
     stream = env_knobs(args.ws_speed, args.ws_start_ms, args.ws_trades_per_minute)  # options win over REPLAY_WS_*
-    recording = (Recording.from_paths(args.data, shift_to_today=args.shift_to_today) if args.data
-                 else Recording.from_sample(shift_to_today=args.shift_to_today))
+    if not 0 <= args.keep_ahead_hours <= 18:
+        raise ValueError(f"--keep-ahead-hours {args.keep_ahead_hours} must be between 0 and 18")
+    shift = {"shift_to_today": args.shift_to_today, "ahead_ms": int(args.keep_ahead_hours * 3_600_000)}
+    recording = (Recording.from_paths(args.data, **shift) if args.data else Recording.from_sample(**shift))
     knobs = ReplayKnobs(latency_ms=args.latency_ms, error_rate=args.error_rate,
                         weight_budget=args.weight_budget, seed=args.seed, stream=stream)
     with ReplayServer(recording, knobs, host=args.host, port=args.port) as server:

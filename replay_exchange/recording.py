@@ -2,7 +2,10 @@
 
 Bars are kept per symbol as sorted int64 open-time arrays plus float64 columns, so a request is two
 ``np.searchsorted`` calls and a slice. An optional whole-day shift moves the recording so its last 1m day
-is today (UTC); 1m and 1d data shift together so they stay consistent. Nothing after the wall clock is
+is today (UTC), or tomorrow when fewer than ``ahead_ms`` of recorded minutes would follow now (a live
+WebSocket replay needs minutes ahead of the clock: the shipped sample ends at 18:27 of its last day, so a stack
+started in the evening would otherwise stream nothing); 1m and 1d data shift together so they stay consistent.
+Nothing after the wall clock is
 ever served: a 1m bar is served once it has closed (``open + 1 min <= now``), and the bar of the current
 1h/1d/... interval is the in-progress aggregate of the minutes served so far. The clock is read on every
 request, so a running server reveals minutes as time passes.
@@ -31,7 +34,6 @@ from crypto_lambda.timeutil import (
     interval_ms,
     ms_to_day,
     now_ms,
-    today_utc,
 )
 
 FIELDS = ("open", "high", "low", "close", "volume", "quote_volume", "trades", "taker_buy_base",
@@ -192,7 +194,7 @@ class Recording:
     """Recorded 1m (and optional 1d) klines per symbol, shifted and clipped at the wall clock."""
 
     def __init__(self, minutes: Mapping[str, Bars] | None = None, daily: Mapping[str, Bars] | None = None, *,
-                 shift_to_today: bool = False, clock: Callable[[], int] = now_ms) -> None:
+                 shift_to_today: bool = False, ahead_ms: int = 0, clock: Callable[[], int] = now_ms) -> None:
         if minutes is None and daily is None:
             minutes, daily = sample_bars()
         minutes = dict(minutes or {})
@@ -206,7 +208,10 @@ class Recording:
             basis = [b for b in minutes.values() if len(b)] or [b for b in daily.values() if len(b)]
             last = max((int(b.open_ms[-1]) for b in basis), default=None)
             if last is not None:
-                self.shift_ms = (today_utc() - ms_to_day(last)).days * DAY_MS
+                now = clock()
+                self.shift_ms = (ms_to_day(now) - ms_to_day(last)).days * DAY_MS
+                if ahead_ms and last + MINUTE_MS + self.shift_ms < now + ahead_ms:
+                    self.shift_ms += DAY_MS
 
         def shifted(source: Mapping[str, Bars], symbol: str) -> Bars:
             bars = source.get(symbol)
@@ -217,12 +222,13 @@ class Recording:
         self._days = {s: self._build_days(s) for s in self.symbols}
 
     @classmethod
-    def from_sample(cls, shift_to_today: bool = False, *, clock: Callable[[], int] = now_ms) -> Recording:
+    def from_sample(cls, shift_to_today: bool = False, *, ahead_ms: int = 0,
+                    clock: Callable[[], int] = now_ms) -> Recording:
         """The shipped real BTCUSDT/ETHUSDT sample (90 days of 1m, 1d since 2017); same as ``Recording()``."""
-        return cls(*sample_bars(), shift_to_today=shift_to_today, clock=clock)
+        return cls(*sample_bars(), shift_to_today=shift_to_today, ahead_ms=ahead_ms, clock=clock)
 
     @classmethod
-    def from_paths(cls, paths: Iterable[Path | str], shift_to_today: bool = False, *,
+    def from_paths(cls, paths: Iterable[Path | str], shift_to_today: bool = False, *, ahead_ms: int = 0,
                    clock: Callable[[], int] = now_ms) -> Recording:
         """Files or directories: daily ``*_1d.csv`` by header, everything else through ``readers.load``."""
         minute_parts: dict[str, list[Bars]] = {}
@@ -236,7 +242,7 @@ class Recording:
                 minute_parts.setdefault(symbol, []).append(bars)
         minutes = {s: _merge(p) for s, p in minute_parts.items()}
         daily = {s: _merge(p) for s, p in daily_parts.items()}
-        return cls(minutes, daily, shift_to_today=shift_to_today, clock=clock)
+        return cls(minutes, daily, shift_to_today=shift_to_today, ahead_ms=ahead_ms, clock=clock)
 
     # -- what is served -------------------------------------------------------------------------------
 

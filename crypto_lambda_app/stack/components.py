@@ -19,6 +19,9 @@ from crypto_lambda.config import AUTOMATION_ENV, Settings
 
 WORKSPACE = Path(__file__).resolve().parent.parent.parent / "workspace.yaml"
 HOST = "127.0.0.1"
+# The stack's exchange replays the sample "live from now": it keeps at least this much recording ahead of the
+# clock (the sample ends at 18:27 UTC of its last day; later in the day it is shifted one day further).
+STREAM_AHEAD_HOURS = 6
 
 
 @dataclass
@@ -108,7 +111,7 @@ def build_components(options: StackOptions) -> list[ComponentSpec]:
         url = f"http://{HOST}:{options.exchange_port}"
         specs.append(ComponentSpec(
             "exchange", [cl, "replay-exchange", "--host", HOST, "--port", str(options.exchange_port),
-                         "--shift-to-today"],
+                         "--shift-to-today", "--keep-ahead-hours", str(STREAM_AHEAD_HOURS)],
             ready=("http", f"{url}/api/v3/ping"), probe=("http", f"{url}/api/v3/ping"),
             port=options.exchange_port, url=url, stop_group=4))
     specs.append(ComponentSpec(

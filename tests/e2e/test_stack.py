@@ -29,6 +29,7 @@ from crypto_lambda.lake.speed import read_gaps, read_speed_bars
 from crypto_lambda.lake.tables import SPEED_BARS
 from crypto_lambda.timeutil import today_utc
 from crypto_lambda_app.stack import procs
+from crypto_lambda_app.stack.components import STREAM_AHEAD_HOURS
 from crypto_lambda_app.stack.health import component_health
 from crypto_lambda_app.stack.state import read_state, state_path
 from replay_exchange.recording import Recording
@@ -225,7 +226,8 @@ def _restart_on_the_same_home(stack: dict[str, Any], all_healthy: Callable[[], A
 
     bars = read_speed_bars(settings)
     assert not bars.duplicated(["symbol", "open_time"]).any()
-    recording = Recording.from_sample(shift_to_today=True)  # what the stack's exchange replays
+    # What the stack's exchange replays (shifted one day further in the evening, see STREAM_AHEAD_HOURS).
+    recording = Recording.from_sample(shift_to_today=True, ahead_ms=STREAM_AHEAD_HOURS * 3_600_000)
     gaps = read_gaps(settings)  # minutes the producer missed while it was SIGKILLed: left to the REST refill
     for symbol, got in bars.groupby("symbol"):
         got = got.set_index("open_time").iloc[1:]  # the first minute was joined mid-way

@@ -227,6 +227,25 @@ def test_time_shift_serves_today_and_nothing_after_now():
     assert len(frame) == 18 * 60 + 28
 
 
+def test_time_shift_keeps_minutes_ahead_for_a_live_replay():
+    """The sample ends at 18:27 of its last day: asked to keep 6 h ahead, the shift adds a day once now + 6 h
+    passes the end, so a replay "live from now" always has minutes to stream; without it, evenings stream
+    nothing."""
+    today = today_utc()
+    base = (today - dt.date(2025, 8, 18)).days * DAY_MS
+    end_of_recording = day_start_ms(today) + (18 * 60 + 28) * MINUTE_MS  # close of the last recorded minute
+    for hour, ahead_h, extra_days in [(12, 6, 0), (12.5, 6, 1), (20, 6, 1), (20, 0, 0), (1, 18, 1), (0, 6, 0)]:
+        now = day_start_ms(today) + int(hour * 3_600_000)
+        rec = Recording.from_sample(shift_to_today=True, ahead_ms=ahead_h * 3_600_000, clock=lambda now=now: now)
+        assert rec.shift_ms == base + extra_days * DAY_MS, (hour, ahead_h)
+        last_served = rec.minute_span("BTCUSDT")[1]
+        if not ahead_h:  # the old behaviour: the last day is today, and it simply ends at 18:27
+            assert last_served == min(now, end_of_recording) - MINUTE_MS
+        else:  # served up to now, whichever recorded day that is, with hours to spare
+            assert last_served == now - MINUTE_MS
+            assert end_of_recording + extra_days * DAY_MS >= now + ahead_h * 3_600_000
+
+
 def test_time_shift_against_the_real_clock():
     rec = Recording.from_sample(shift_to_today=True)
     with ReplayServer(rec) as srv:
