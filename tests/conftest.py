@@ -129,3 +129,21 @@ def artifacts_dir() -> Path:
     return folder
 
 
+# -- forecasts on the shipped sample (computed once per run: the unit and the integration tier both use them) --
+
+@pytest.fixture(scope="session")
+def realized():
+    """Daily realized variance of each sample symbol, from its 1-minute bars."""
+    from crypto_lambda.volatility import realized_by_day, sample_minutes
+    from tests.support import VOL_SYMBOLS
+
+    return {s: realized_by_day(sample_minutes(s)) for s in VOL_SYMBOLS}
+
+
+@pytest.fixture(scope="session")
+def results(realized):
+    """Price and volatility forecasts of both sample symbols under the small CV config."""
+    from crypto_lambda.forecast.pipeline import run_forecasts, sample_daily
+    from tests.support import VOL_SMALL, VOL_SYMBOLS
+
+    return run_forecasts({s: sample_daily(s) for s in VOL_SYMBOLS}, VOL_SMALL, realized=realized)

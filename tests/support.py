@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from crypto_lambda.config import SAMPLE_1M, SAMPLE_DIR
+from crypto_lambda.forecast.config import ForecastConfig
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = SAMPLE_DIR
@@ -82,3 +83,9 @@ def write_checksum(path: Path, digest: str | None = None) -> Path:
     sibling = path.with_name(path.name + ".CHECKSUM")
     sibling.write_text(f"{digest}  {path.name}\n")
     return sibling
+
+
+
+VOL_SYMBOLS = ("BTCUSDT", "ETHUSDT")
+# The small CV config of the volatility tests (a year of cutoffs, no grid, no seeds).
+VOL_SMALL = ForecastConfig(cv_days=365, grid=(), include_seeds=False, vol_period=10)

@@ -13,7 +13,6 @@ because the replace clears it); the per-symbol tables replace the run's symbols 
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -132,10 +131,3 @@ def build_daily_filled(spark: SparkSession, settings: Settings, symbols: list[st
                         "first": str(part["date"].min()), "last": str(part["date"].max())}
                for symbol, part in written.groupby("symbol")}
     return {"days": summary, **commits_metadata([commit])}
-
-
-def read_filled(settings: Settings | Path, symbol: str) -> pd.DataFrame | None:
-    """One symbol's complete series (delta-rs, no JVM), or None when it has none."""
-    lake = settings if isinstance(settings, Path) else settings.lake
-    frame = lake_read.read(lake, DAILY_FILLED, [symbol])
-    return frame if len(frame) else None

@@ -32,7 +32,7 @@ from crypto_lambda.lake import quarantine
 from crypto_lambda.lake import write as lake_write
 from crypto_lambda.lake.tables import RAW_KLINES
 from crypto_lambda.quality import is_full_day
-from crypto_lambda.schema import RAW_SCHEMA, empty_klines, merge_klines
+from crypto_lambda.schema import RAW_SCHEMA, empty_klines, merge_klines, spark_ddl
 from crypto_lambda.timeutil import DAY_MS, contiguous_runs, day_start_ms
 
 FETCH_CHUNK_DAYS = 30
@@ -71,7 +71,7 @@ def with_date(frame: pd.DataFrame) -> pa.Table:
 def write_rectangles(spark, lake: Path, staging: Path, rects: list[Rect], run_id: str | None) -> list:
     """One replace per rectangle (one in every range run) from the staged Parquet files."""
     files = sorted(str(p) for p in staging.glob("*.parquet"))
-    frame = spark.read.schema(_spark_schema()).parquet(*files) if files else RAW_SCHEMA.empty_table()
+    frame = spark.read.schema(spark_ddl(RAW_SCHEMA)).parquet(*files) if files else RAW_SCHEMA.empty_table()
     commits = []
     for rect in rects:
         part = frame.where(rect.predicate) if files and len(rects) > 1 else frame
@@ -79,11 +79,6 @@ def write_rectangles(spark, lake: Path, staging: Path, rects: list[Rect], run_id
                                           end=rect.end, run_id=run_id))
     return commits
 
-
-def _spark_schema():
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    return from_arrow_schema(RAW_SCHEMA)
 
 
 def _sweep_staging(root: Path) -> None:

@@ -10,6 +10,7 @@ from crypto_lambda.config import load_settings
 from crypto_lambda.lake import quarantine
 from crypto_lambda.lake import read as lr
 from crypto_lambda.lake import tables as lt
+from crypto_lambda.quality import is_complete_day  # noqa: I001
 from crypto_lambda.timeutil import day_bounds_ms, yesterday_utc
 from tests.support import temp_instance
 
@@ -56,5 +57,5 @@ def test_corrupt_rows_are_quarantined_and_counted(corrupt_stack):
     assert len(raw) == 1440 - expected_bad == len(lr.read(settings.lake, lt.RAW_KLINES))
     assert raw["open_time"].dt.date.eq(day).all() and raw["date"].eq(day).all()
     # fewer than 99 % of minutes survived? then no_gaps must say so; otherwise it passes
-    complete = len(raw) >= 0.99 * 1440
+    complete = is_complete_day(len(raw))
     assert outcome.checks["daily_filled:no_gaps"] is complete

@@ -12,8 +12,8 @@ import pytest
 
 from crypto_lambda.forecast.config import NAIVE, ForecastConfig
 from crypto_lambda.forecast.pipeline import run_forecasts, sample_daily
+from tests.support import VOL_SYMBOLS as SYMBOLS
 from tests.unit.test_forecast_units import SMALL
-from tests.unit.test_forecast_volatility import SYMBOLS, realized, results  # noqa: F401 - module fixtures reused
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_checks_pass_on_honest_metrics_and_flag_tampered_ones(tmp_path: Path, sm
     assert not passed and severity.value == "WARN" and "ETHUSDT" in meta["outside_band"].value
 
 
-def test_outputs_hold_both_targets_and_the_checks_read_the_price_rows(tmp_path: Path, results, spark):  # noqa: F811
+def test_outputs_hold_both_targets_and_the_checks_read_the_price_rows(tmp_path: Path, results, spark):
     from crypto_assets.defs.forecast.checks import interval_coverage_report, mape_vs_naive_report
     from crypto_lambda.config import Settings
     from crypto_lambda.forecast.outputs import read_metrics, write_run

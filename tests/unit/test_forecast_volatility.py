@@ -11,7 +11,7 @@ import pytest
 from crypto_lambda.forecast import cv
 from crypto_lambda.forecast.config import ForecastConfig
 from crypto_lambda.forecast.metrics import pinball
-from crypto_lambda.forecast.pipeline import run_forecasts, sample_daily
+from crypto_lambda.forecast.pipeline import sample_daily
 from crypto_lambda.forecast.vol_models import (
     VOL_NAIVE,
     VOL_SPECS,
@@ -31,15 +31,10 @@ from crypto_lambda.volatility import (
     sample_minutes,
     variance_series,
 )
+from tests.support import VOL_SMALL, VOL_SYMBOLS
 
 DAY = pd.Timedelta(days=1)
-SYMBOLS = ("BTCUSDT", "ETHUSDT")
-SMALL = ForecastConfig(cv_days=365, grid=(), include_seeds=False, vol_period=10)
-
-
-@pytest.fixture(scope="module")
-def realized() -> dict[str, pd.DataFrame]:
-    return {s: realized_by_day(sample_minutes(s)) for s in SYMBOLS}
+SYMBOLS, SMALL = VOL_SYMBOLS, VOL_SMALL  # `realized` and `results` are session fixtures (conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -186,11 +181,6 @@ def test_har_uses_only_pairs_whose_target_is_in_training(btc_variance):
 
 
 # -- the whole thing on the real bars ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def results(realized):
-    return run_forecasts({s: sample_daily(s) for s in SYMBOLS}, SMALL, realized=realized)
 
 
 def test_vol_cv_on_the_real_bars_beats_naive_and_scores_every_model(results, capsys):
