@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crypto_lambda import jvm
+from crypto_lambda.deploy import kafka_replication
 from crypto_lambda.lake import atomic_text
 from crypto_lambda.machine import free_port, port_open
 
@@ -138,6 +139,19 @@ def partition_state(bootstrap: str, topic: str) -> dict[int, dict[str, object]]:
         admin.close()
 
 
+def topic_config(bootstrap: str, topic: str) -> dict[str, str]:
+    """A topic's effective configuration ({key: value}, defaults included) as the cluster reports it."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    admin = _admin(bootstrap, 10.0, "crypto-lambda-describe")
+    try:
+        found = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all")
+    finally:
+        admin.close()
+    (entries,) = [named for kind in found.values() for name, named in kind.items() if name == topic]
+    return {key: str(data.get("value") if isinstance(data, dict) else data) for key, data in entries.items()}
+
+
 def new_cluster_id() -> str:
     """A Kafka cluster id: a random UUID in URL-safe base64. Like Kafka's own ``Uuid.randomUuid`` it never
     starts with '-', which the storage tool's argument parser would read as an option (seen in CI: 1 id in 64)."""
@@ -196,11 +210,11 @@ class EmbeddedBroker:
 
     @property
     def replication(self) -> int:
-        return min(3, self.brokers)
+        return kafka_replication(self.brokers).factor  # the same rule sizes docker-compose's cluster
 
     @property
     def min_insync(self) -> int:
-        return 2 if self.brokers >= 3 else 1
+        return kafka_replication(self.brokers).min_insync
 
     @property
     def bootstrap(self) -> str:

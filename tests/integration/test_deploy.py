@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DEPLOY = ROOT / "deploy"
 PLACEHOLDER_PASSWORD = "only-for-test-deploy"  # never in a file: passed to docker-compose through its env
-EXPECTED_SERVICES = {"kafka", "kafka-init", "postgres", "dagster-code", "dagster-webserver", "dagster-daemon",
+KAFKA_NODES = ("kafka-1", "kafka-2", "kafka-3")
+EXPECTED_SERVICES = {*KAFKA_NODES, "kafka-init", "postgres", "dagster-code", "dagster-webserver", "dagster-daemon",
                      "stream-producer", "stream-consumer", "spark-master", "spark-worker"}
 GRPC_SERVICE = "dagster-code"
 
@@ -91,7 +92,7 @@ def test_published_ports_bind_loopback_only(compose: dict[str, Any]) -> None:
                 host_ip = parts[0] if len(parts) == 3 else None
             assert host_ip == "127.0.0.1", f"{name} publishes {port!r} beyond loopback"
             published.setdefault(name, []).append(port)
-    assert {"dagster-webserver", "kafka", "spark-master"} <= set(published)
+    assert {"dagster-webserver", *KAFKA_NODES, "spark-master"} <= set(published)
     assert "postgres" not in published  # only the compose network reaches the database
 
 
@@ -107,18 +108,43 @@ def test_every_healthy_dependency_has_a_healthcheck(compose: dict[str, Any]) -> 
         assert services[name]["depends_on"][GRPC_SERVICE]["condition"] == "service_healthy"
     for name in ("stream-producer", "stream-consumer"):
         assert services[name]["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
-    assert services["kafka-init"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+    for node in KAFKA_NODES:
+        assert services["kafka-init"]["depends_on"][node]["condition"] == "service_healthy"
 
 
-def test_kafka_is_a_single_kraft_node(compose: dict[str, Any]) -> None:
-    env = _env(compose["services"]["kafka"])
-    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:9093"
-    assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
-    assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
-    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"  # a single broker cannot hold more replicas
-    # Kafka parses CLUSTER_ID as a UUID: 22 characters of URL-safe base64 (16 bytes).
-    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", env["CLUSTER_ID"])
+def test_kafka_is_a_three_node_kraft_quorum_sized_by_the_code(compose: dict[str, Any]) -> None:
+    """Three broker+controller nodes, each in the quorum, with the replication the code's rule gives three brokers
+    (the rule EmbeddedBroker(brokers=3) uses in tests/integration/test_kafka.py), for the internal topics too."""
+    from crypto_lambda.deploy import KAFKA_BROKERS, kafka_replication
+
+    want = kafka_replication(KAFKA_BROKERS)
+    envs = [_env(compose["services"][name]) for name in KAFKA_NODES]
+    assert len(envs) == KAFKA_BROKERS == 3
+    assert sorted(int(env["KAFKA_NODE_ID"]) for env in envs) == [1, 2, 3]
+    voters = {f"{env['KAFKA_NODE_ID']}@{name}:9093" for name, env in zip(KAFKA_NODES, envs, strict=True)}
+    external = set()
+    for name, env in zip(KAFKA_NODES, envs, strict=True):
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        assert set(env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")) == voters
+        listeners = env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+        assert f"PLAINTEXT://{name}:9092" in listeners
+        external |= {item for item in listeners if item.startswith("EXTERNAL://")}
+        assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
+        for key in ("KAFKA_DEFAULT_REPLICATION_FACTOR", "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+                    "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"):
+            assert int(env[key]) == want.factor, (name, key)
+        for key in ("KAFKA_MIN_INSYNC_REPLICAS", "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"):
+            assert int(env[key]) == want.min_insync, (name, key)
+        assert env["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"] == "false"
+        # Kafka parses CLUSTER_ID as a UUID: 22 characters of URL-safe base64 (16 bytes); one id for all nodes.
+        assert re.fullmatch(r"[A-Za-z0-9_-]{22}", env["CLUSTER_ID"])
+    assert len({env["CLUSTER_ID"] for env in envs}) == 1
+    assert len(external) == 3  # each node advertises its own host port
+    init = _env(compose["services"]["kafka-init"])
+    assert (int(init["KAFKA_REPLICATION_FACTOR"]), int(init["KAFKA_MIN_INSYNC_REPLICAS"])) == (want.factor,
+                                                                                              want.min_insync)
+    assert "min.insync.replicas=$$KAFKA_MIN_INSYNC_REPLICAS" in " ".join(_command(compose["services"]["kafka-init"]))
+    assert set(init["KAFKA_BOOTSTRAP_SERVERS"].split(",")) == {f"{n}:9092" for n in KAFKA_NODES}
 
 
 def test_producer_and_consumer_use_compose_kafka_and_real_binance(compose: dict[str, Any]) -> None:
@@ -126,7 +152,7 @@ def test_producer_and_consumer_use_compose_kafka_and_real_binance(compose: dict[
     assert _command(producer)[:3] == ["crypto-lambda", "stream", "produce"]
     assert _command(consumer)[:3] == ["crypto-lambda", "stream", "consume"]
     for service in (producer, consumer):
-        assert _env(service)["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+        assert _env(service)["KAFKA_BOOTSTRAP_SERVERS"] == ",".join(f"{n}:9092" for n in KAFKA_NODES)
         assert _env(service)["CRYPTO_LAMBDA_HOME"] == "/data/lambda"
         assert any(str(v).startswith("lake:/data/lambda") for v in service["volumes"])
     assert _env(producer)["BINANCE_WS_URL"] == "wss://stream.binance.com:9443"
@@ -157,7 +183,7 @@ def test_jvm_artifacts_match_pyspark_and_compose(compose: dict[str, Any]) -> Non
              if (m := re.match(r"spark-core_(\d+\.\d+)-", jar.name))}
     assert scala == {_pom_property("scala.binary.version")}
     kafka = _pom_property("kafka.version")
-    for name in ("kafka", "kafka-init"):
+    for name in (*KAFKA_NODES, "kafka-init"):
         assert compose["services"][name]["image"] == f"apache/kafka:{kafka}"
     consumer = compose["services"]["stream-consumer"]
     assert _command(consumer) == ["crypto-lambda", "stream", "consume"]
@@ -324,3 +350,68 @@ def test_env_spark_conf_parses_and_rejects(monkeypatch: pytest.MonkeyPatch) -> N
     assert spark.spark_conf(defaults={"spark.master": "local[4]"})["spark.master"] == "local[4]"
     monkeypatch.setenv("SPARK_MASTER", "spark://m:7077")
     assert spark.spark_conf(defaults={"spark.master": "local[4]"})["spark.master"] == "spark://m:7077"
+
+
+PRODUCT_PACKAGES = ("crypto_lambda", "streaming_service", "crypto_assets", "crypto_lambda_app", "replay_exchange",
+                    "crypto_lambda_http")
+# os.environ.get("X"), os.environ["X"], os.getenv("X"), env.get("X") / env["X"] on a copy of the environment,
+# and the FOO_ENV = "X" constants the code reads through.
+_ENV_READ = re.compile(r"""(?:environ|\benv|getenv)\s*(?:\.(?:get|setdefault|pop))?\s*[(\[]\s*"""
+                       r"""["']([A-Z][A-Z0-9_]+)["']""")
+_ENV_CONST = re.compile(r"""\b[A-Z_]*_ENV\s*=\s*["']([A-Z][A-Z0-9_]+)["']""")
+
+
+def _names_the_code_reads() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for package in PRODUCT_PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            text = path.read_text()
+            for name in _ENV_READ.findall(text) + _ENV_CONST.findall(text):
+                found.setdefault(name, str(path.relative_to(ROOT)))
+    return found
+
+
+def _dagster_yaml_env_names() -> set[str]:
+    return {value for path, value in _walk(yaml.safe_load((DEPLOY / "dagster.yaml").read_text()))
+            if path.endswith(".env")}
+
+
+def test_compose_the_code_and_the_docs_agree_on_every_variable_name() -> None:
+    """One list (crypto_lambda/deploy.py ENV_VARS) names every variable. A name the code reads, compose sets or
+    interpolates, .env.example offers or deploy/dagster.yaml reads must be on it; every name on it must be read
+    somewhere and documented in the README. A rename in one place therefore fails here."""
+    from crypto_lambda import deploy
+
+    known = {v.name for v in deploy.ENV_VARS}
+    read = _names_the_code_reads()
+    unknown = {name: where for name, where in read.items() if name not in known}
+    assert not unknown, f"the code reads variables crypto_lambda/deploy.py does not list: {unknown}"
+    pg = _dagster_yaml_env_names()
+    assert pg and pg <= deploy.names("setting"), pg - deploy.names("setting")
+    unread = deploy.names("setting", "internal") - set(read) - pg
+    assert not unread, f"listed in deploy.ENV_VARS but read by no code or deploy/dagster.yaml: {sorted(unread)}"
+
+    text = COMPOSE.read_text()
+    interpolated = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", text))
+    assert not interpolated - known, f"docker-compose.yml interpolates unknown names: {interpolated - known}"
+    unused = deploy.names("compose") - interpolated
+    assert not unused, f"compose-only names docker-compose.yml never reads: {sorted(unused)}"
+    for name, default in re.findall(r"\$\{([A-Z_][A-Z0-9_]*):-([^}]*)\}", text):
+        var = deploy.BY_NAME[name]
+        if var.scope == "compose":  # compose owns these defaults: the list must say the same
+            assert default == var.default, f"compose defaults {name} to {default!r}, deploy.py to {var.default!r}"
+    raw = yaml.safe_load(text)
+    project_env = dict(raw["x-lambda-env"]) | dict(raw["x-dagster-env"])
+    for service in raw["services"].values():
+        if "image" not in service or str(service["image"]).startswith("crypto-lambda"):  # ours, not an image's own
+            env = service.get("environment") or {}
+            project_env |= {k: v for k, v in env.items() if k != "<<"}
+    strays = set(project_env) - deploy.names("setting")
+    assert not strays, f"project containers get variables the code does not read: {sorted(strays)}"
+    assert set(raw["x-dagster-env"]) == pg, "compose's Dagster env and deploy/dagster.yaml name different variables"
+
+    example = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert example and not example - known, f".env.example offers unknown names: {example - known}"
+    readme = (ROOT / "README.md").read_text()
+    undocumented = {n for n in deploy.names("setting", "compose") if f"`{n}`" not in readme}
+    assert not undocumented, f"README documents none of: {sorted(undocumented)}"

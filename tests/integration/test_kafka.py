@@ -11,11 +11,12 @@ import pytest
 from kafka.errors import KafkaError
 
 from crypto_lambda.config import Settings
+from crypto_lambda.deploy import KAFKA_BROKERS, kafka_replication
 from crypto_lambda.lake.speed import read_speed_bars
 from crypto_lambda_app.harness import ReplayRun, expected_trades, read_topic, trades_frame
 from replay_exchange.recording import Recording
 from streaming_service import consumer
-from streaming_service.broker import EmbeddedBroker, partition_state
+from streaming_service.broker import EmbeddedBroker, partition_state, topic_config
 from streaming_service.topics import SpeedPaths, Topics
 
 pytestmark = pytest.mark.timeout(420)
@@ -92,10 +93,12 @@ def test_three_brokers_survive_a_killed_leader_without_loss_or_duplicates(
     topics = Topics.with_prefix("ha")
     start = recording.minute_span("BTCUSDT")[0] + 40 * 86_400_000 + 9 * HOUR
     end = start + HOUR + 12 * 60_000  # 12 more minutes move the watermark past the hour
-    with EmbeddedBroker(tmp_path / "kafka3", brokers=3, log_path=tmp_path / "kafka.log") as cluster:
+    want = kafka_replication(KAFKA_BROKERS)  # the deployment's rule: docker-compose.yml's cluster has the same
+    with EmbeddedBroker(tmp_path / "kafka3", brokers=KAFKA_BROKERS, log_path=tmp_path / "kafka.log") as cluster:
         cluster.create_topics(topics.all(), partitions=2)
-        state = _wait_isr(cluster.bootstrap, topics.trades, 3)
-        assert all(len(p["isr"]) == 3 for p in state.values()), state
+        state = _wait_isr(cluster.bootstrap, topics.trades, want.factor)
+        assert all(len(p["isr"]) == want.factor == 3 for p in state.values()), state
+        assert topic_config(cluster.bootstrap, topics.trades)["min.insync.replicas"] == str(want.min_insync) == "2"
         victim = state[0]["leader"]
         with ReplayRun(recording, cluster.bootstrap, topics, paths.spill, start, end, speed=300) as run:
             deadline = time.monotonic() + 60
