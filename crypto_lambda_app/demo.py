@@ -112,9 +112,12 @@ def _batch(state: DemoState, defs, instance, recording, first: dt.date, last: dt
     state.ok["batch"] = outcome.success
 
 
-def stream_window(now_ms: int) -> tuple[int, int]:
-    """Today's recorded minutes so far (at least the last hour, so a run just after midnight still streams)."""
+def stream_window(now_ms: int, recorded_until_ms: int | None = None) -> tuple[int, int]:
+    """Today's recorded minutes so far (at least the last hour, so a run just after midnight still streams),
+    ending where the recording does when that is earlier (the sample's last day ends at 18:27 UTC)."""
     end = now_ms // MINUTE_MS * MINUTE_MS
+    if recorded_until_ms is not None:
+        end = min(end, recorded_until_ms)
     return min(day_start_ms(today_utc()), end - 60 * MINUTE_MS), end
 
 
@@ -128,7 +131,8 @@ def _stream(state: DemoState, recording, stream_seconds: float) -> None:
     settings = state.settings
     paths = SpeedPaths.of(settings)
     topics = Topics.with_prefix()
-    start, end = stream_window(now_ms())
+    recorded_until = min(recording.minute_span(s)[1] for s in settings.symbols) + MINUTE_MS
+    start, end = stream_window(now_ms(), recorded_until)
     minutes = (end - start) // MINUTE_MS
     speed = max(1.0, minutes * 60 / stream_seconds)
     (settings.home / "logs").mkdir(parents=True, exist_ok=True)

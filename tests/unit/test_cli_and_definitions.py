@@ -132,3 +132,17 @@ def test_a_symbol_is_refused_unless_it_is_exactly_5_to_20_of_a_z_0_9(bad: str) -
     assert validate_symbol("BTCUSDT") == "BTCUSDT"
     with pytest.raises(ValueError, match="is invalid"):
         validate_symbol(bad)
+
+
+def test_demo_streams_today_up_to_now_or_to_the_recordings_end() -> None:
+    """The demo replays today's recorded minutes; after 18:27 UTC the sample's last day has ended, and a window
+    ending at now would wait for minutes that never come (the demo then failed every evening)."""
+    from crypto_lambda.timeutil import MINUTE_MS, day_start_ms, today_utc
+    from crypto_lambda_app.demo import stream_window
+
+    midnight = day_start_ms(today_utc())
+    ends_at = midnight + (18 * 60 + 28) * MINUTE_MS
+    assert stream_window(midnight + 12 * 3_600_000 + 30_000, ends_at) == (midnight, midnight + 12 * 3_600_000)
+    assert stream_window(midnight + 20 * 3_600_000, ends_at) == (midnight, ends_at)
+    assert stream_window(midnight + 10 * MINUTE_MS, ends_at) == (midnight - 50 * MINUTE_MS, midnight + 10 * MINUTE_MS)
+    assert stream_window(midnight + 20 * 3_600_000) == (midnight, midnight + 20 * 3_600_000)  # no recording given
