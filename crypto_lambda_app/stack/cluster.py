@@ -188,6 +188,9 @@ def start_cluster(settings: Settings, options: ClusterOptions,
                     "`crypto-lambda cluster down` first")
     if options.workers < 1 or options.worker_cores < 1:
         raise ValueError("--workers and --worker-cores must be at least 1")
+    previous = read_state(state_file(settings))
+    if previous and previous.get("cluster_id"):  # a master that died leaves workers retrying: sweep them
+        procs.kill_marked(previous["cluster_id"], grace=5.0)
     port = options.port or machine.free_port(options.host)
     webui = options.webui_port or machine.free_port(options.host)
     for what, number in (("--port", port), ("--webui-port", webui)):

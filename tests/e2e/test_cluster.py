@@ -11,8 +11,12 @@ object store mounted at the same path on every node):
 - the streaming checkpoints, ``$CRYPTO_LAMBDA_HOME/checkpoints/stream``: the driver writes offsets and commits,
   executors write the state store's files (RocksDB changelogs/snapshots) under ``state/``.
 Not shared: the jars. ``spark.jars`` names local files on the driver and the driver's file server hands them to
-each executor, which keeps a copy in its work dir (asserted below); the executors' Python is the driver's
-(PYSPARK_PYTHON, sent with each task) and must exist at that path on every node.
+each executor, which keeps a copy in its work dir (asserted below). The executors' Python is the driver's
+(PYSPARK_PYTHON, sent with each task) and must exist at that path on every node with the project installed:
+``applyInPandas`` (crypto_lambda/batch/volatility.py) pickles its function by reference, so the Python
+workers import ``crypto_lambda`` (the backfill and the streaming bars run no Python on executors).
+Executors' scratch (shuffle, spill, RocksDB working copies) is the worker's own SPARK_LOCAL_DIRS; the
+driver's ``spark.sql.warehouse.dir`` is only for managed tables, which the project never creates.
 """
 
 from __future__ import annotations
