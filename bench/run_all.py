@@ -1,4 +1,5 @@
-"""Run every benchmark (``make bench``): full rebuild, Dagster backfill, one partition; print their tables.
+"""Run every benchmark (``make bench``): full rebuild, Dagster backfill, one partition, forecasts, streaming and the
+Spark standalone cluster (bench_cluster.py, several minutes of its own); print their tables.
 
 Figures land in ``$CRYPTO_LAMBDA_HOME/bench/<name>.json`` (rebuild, backfill, partition; coldstart with
 ``--explore``). The first run also builds the bootstrapped input (~35 s) and the AppCDS archive (~30-70 s),
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from common import Figure, log  # noqa: E402
 
-BENCHES = ("rebuild", "backfill", "partition", "forecast", "streaming")
+BENCHES = ("rebuild", "backfill", "partition", "forecast", "streaming", "cluster")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,6 +42,8 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("KAFKA_TOPIC_PREFIX", "binance", "setting", "topics are <prefix>.trades/.klines/.gaps"),
     EnvVar("SPARK_MASTER", "local[2]", "setting", "Spark master URL (spark://host:7077 for a cluster)"),
     EnvVar("SPARK_DRIVER_MEMORY", "2g", "setting", "Spark driver memory"),
+    EnvVar("SPARK_EXECUTOR_MEMORY", "768m", "setting", "executor memory with a spark:// master (fits a 1g worker)"),
+    EnvVar("SPARK_WORKER_OPTS", "", "setting", "Spark's own: extra -D options of `crypto-lambda cluster up`'s workers"),
     EnvVar("DAGSTER_HOME", "$CRYPTO_LAMBDA_HOME/dagster", "setting", "Dagster instance folder (its dagster.yaml)"),
     EnvVar("DAGSTER_PG_HOST", "", "setting", "Postgres host of deploy/dagster.yaml"),
     EnvVar("DAGSTER_PG_PORT", "5432", "setting", "Postgres port of deploy/dagster.yaml"),

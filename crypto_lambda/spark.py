@@ -47,6 +47,17 @@ LOCAL_SPARK_CONF: dict[str, str] = {
 }
 
 
+# Added only when the master is a standalone cluster (``spark://``): what executors in other JVMs need that
+# local[N] (executors inside the driver) does not. Executors must fit the workers: ``crypto-lambda cluster up``
+# gives each worker 1 GiB and one core, so one 768 MiB executor per worker (the standalone default of one
+# executor per worker with all its cores is kept). Everything else (spark.jars as local files, which the
+# driver's file server hands to every executor; PYSPARK_PYTHON, which PySpark sends with each task) already
+# works as it is. A caller's defaults, CRYPTO_LAMBDA_SPARK_CONF and the caller's extra still win.
+CLUSTER_SPARK_CONF: dict[str, str] = {
+    "spark.executor.memory": os.environ.get("SPARK_EXECUTOR_MEMORY", "768m"),
+}
+
+
 def prepare_environment() -> None:
     """Env PySpark needs on these machines: the same Python for workers, loopback only."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -84,7 +95,8 @@ def spark_conf(extra: dict[str, str] | None = None, defaults: dict[str, str] | N
     """Local defaults (with ``spark.jars``: the locked connector jars as local files), then a caller's
     ``defaults`` (e.g. the streaming consumer's master), then the environment (SPARK_MASTER,
     CRYPTO_LAMBDA_SPARK_CONF), then ``extra``: the deployment overrides the laptop defaults, and a caller's
-    explicit settings win over both."""
+    explicit settings win over both. A ``spark://`` master adds :data:`CLUSTER_SPARK_CONF` (below the
+    environment and ``extra``)."""
     from crypto_lambda import jvm
 
     conf = dict(LOCAL_SPARK_CONF)
@@ -92,7 +104,10 @@ def spark_conf(extra: dict[str, str] | None = None, defaults: dict[str, str] | N
     conf.update(defaults or {})
     if os.environ.get("SPARK_MASTER"):
         conf["spark.master"] = os.environ["SPARK_MASTER"]
-    conf.update(env_spark_conf())
+    env_conf = env_spark_conf()
+    if {**conf, **env_conf, **(extra or {})}["spark.master"].startswith("spark://"):
+        conf.update({k: v for k, v in CLUSTER_SPARK_CONF.items() if k not in (defaults or {})})
+    conf.update(env_conf)
     conf.update(extra or {})
     return conf
 

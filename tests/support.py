@@ -20,6 +20,13 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE = SAMPLE_DIR
 
 
+def recorded_1d(symbol: str, shift_days: int) -> pd.DataFrame:
+    """Binance's recorded 1d klines of the shipped sample, dated ``shift_days`` later (a shifted exchange)."""
+    frame = pd.read_csv(SAMPLE / "daily" / f"{symbol}_1d.csv")
+    frame["date"] = pd.to_datetime(frame["timestamp"]).dt.date + dt.timedelta(days=shift_days)
+    return frame
+
+
 def temp_instance(folder: Path):
     """A real, persistent Dagster instance in ``folder`` with telemetry off (local_temp ignores dagster.yaml)."""
     import dagster as dg

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Sequence
 
 from crypto_lambda.errors import report
-from crypto_lambda_app.cli import batch, demo, history, imports, lake, query, stream, up, web
+from crypto_lambda_app.cli import batch, cluster, demo, history, imports, lake, query, stream, up, web
 from replay_exchange import cli as exchange
 
 
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, imports, batch, exchange, query, history, stream, web, up, lake):
+    for module in (demo, imports, batch, exchange, query, history, stream, web, up, cluster, lake):
         module.register(sub)
     return parser
 

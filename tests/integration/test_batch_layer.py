@@ -17,7 +17,7 @@ from crypto_lambda.config import (
 from crypto_lambda.lake import read as lr
 from crypto_lambda.lake import tables as lt
 from crypto_lambda.timeutil import DAY_MS, yesterday_utc
-from tests.support import temp_instance
+from tests.support import recorded_1d, temp_instance
 
 SAMPLE = SAMPLE_DIR
 MINUTE_DAYS = 5
@@ -42,12 +42,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, spark, today_server):
         instance = temp_instance(home / "dagster")
         yield {"settings": settings, "defs": build_defs(settings), "instance": instance,
                "shift_days": recording.shift_ms // DAY_MS, "server": server}
-
-
-def recorded_1d(symbol: str, shift_days: int) -> pd.DataFrame:
-    frame = pd.read_csv(SAMPLE / "daily" / f"{symbol}_1d.csv")
-    frame["date"] = pd.to_datetime(frame["timestamp"]).dt.date + dt.timedelta(days=shift_days)
-    return frame
 
 
 def commits_by_run(lake, name: str) -> dict[str, int]:

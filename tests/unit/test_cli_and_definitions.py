@@ -117,10 +117,11 @@ def test_query_rejects_a_bad_as_of_before_starting_spark(as_of, needle, lambda_h
     assert needle in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["demo", "import", "backfill", "status", "replay-exchange", "history", "query"])
+@pytest.mark.parametrize("command", ["demo", "import", "backfill", "status", "replay-exchange", "history", "query",
+                                     "cluster", "cluster up", "cluster down", "cluster status"])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
-        main([command, "--help"])
+        main([*command.split(), "--help"])
     assert exc.value.code == 0
     assert "usage: crypto-lambda" in capsys.readouterr().out
 
@@ -146,3 +147,28 @@ def test_demo_streams_today_up_to_now_or_to_the_recordings_end() -> None:
     assert stream_window(midnight + 20 * 3_600_000, ends_at) == (midnight, ends_at)
     assert stream_window(midnight + 10 * MINUTE_MS, ends_at) == (midnight - 50 * MINUTE_MS, midnight + 10 * MINUTE_MS)
     assert stream_window(midnight + 20 * 3_600_000) == (midnight, midnight + 20 * 3_600_000)  # no recording given
+
+
+def test_cluster_refuses_a_remote_host_and_says_when_none_runs(lambda_home, monkeypatch, capsys):
+    """Nothing is started: a non-loopback bind is refused before any process; status and down on a home without a
+    cluster say so (status exits 3, like a service manager's "not running")."""
+    assert main(["cluster", "up", "--host", "0.0.0.0"]) == 2
+    assert "--allow-remote" in capsys.readouterr().err
+    assert not (lambda_home / "spark-cluster").exists()
+    assert main(["cluster", "status", "--json"]) == 3
+    assert json.loads(capsys.readouterr().out)["running"] is False
+    assert main(["cluster", "down"]) == 0
+    assert "nothing was running" in capsys.readouterr().out
+
+    from crypto_lambda import spark
+
+    monkeypatch.delenv(spark.SPARK_CONF_ENV, raising=False)
+    monkeypatch.delenv("SPARK_MASTER", raising=False)
+    assert "spark.executor.memory" not in spark.spark_conf()  # local[N]: executors live in the driver
+    monkeypatch.setenv("SPARK_MASTER", "spark://127.0.0.1:7077")
+    conf = spark.spark_conf()
+    assert conf["spark.executor.memory"] == spark.CLUSTER_SPARK_CONF["spark.executor.memory"]
+    assert {k: v for k, v in conf.items() if k not in spark.CLUSTER_SPARK_CONF and k != "spark.master"} == {
+        k: v for k, v in spark.spark_conf(extra={"spark.master": "local[2]"}).items() if k != "spark.master"}
+    monkeypatch.setenv(spark.SPARK_CONF_ENV, "spark.executor.memory=512m")  # the deployment's word wins
+    assert spark.spark_conf()["spark.executor.memory"] == "512m"
