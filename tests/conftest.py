@@ -57,6 +57,17 @@ def broker(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
+def postgres():
+    """One throwaway PostgreSQL server for the session (Debian's binaries, 127.0.0.1 on a free port, scram with a
+    generated password; 1.4 s to start): a ``PostgresServer`` whose ``dagster`` role owns the ``dagster``
+    database. ``support.dagster_pg_env`` turns it into the DAGSTER_PG_* environment deploy/dagster.yaml reads."""
+    from tests.support import postgres_server
+
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def recording():
     """The shipped real sample, unshifted (tests that need "today" build their own shifted one)."""
     from replay_exchange.recording import Recording

@@ -1,13 +1,21 @@
-"""Helpers the tests of every tier share (fixtures live in conftest.py): paths, a real Dagster instance, the
-system Chromium, and real sample rows written in every history-file format the readers accept."""
+"""Helpers the tests of every tier share (fixtures live in conftest.py): paths, a real Dagster instance, a
+throwaway PostgreSQL server, the system Chromium, and real sample rows written in every history-file format the
+readers accept."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
+import secrets
 import shutil
+import socket
+import subprocess
+import tempfile
 import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -33,6 +41,95 @@ def temp_instance(folder: Path):
 
     folder.mkdir(parents=True, exist_ok=True)
     return dg.DagsterInstance.local_temp(str(folder), overrides={"telemetry": {"enabled": False}})
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """Where a throwaway server listens and the login of its one role and database; ``psql`` runs SQL on it."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    db: str
+    bin_dir: Path
+
+    def psql(self, sql: str) -> str:
+        """Run ``sql`` over TCP with password auth (what Dagster does) and return the unaligned rows."""
+        env = {**os.environ, "PGPASSWORD": self.password}
+        out = subprocess.run([str(self.bin_dir / "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
+                              "-h", self.host, "-p", str(self.port), "-U", self.user, "-d", self.db, "-c", sql],
+                             env=env, capture_output=True, text=True, timeout=30, check=True)
+        return out.stdout.strip()
+
+
+def postgres_bin() -> Path:
+    """The newest Debian PostgreSQL server binaries. Missing is a FAILURE: CI installs ``postgresql`` (.ci/run)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parent.parent.name))
+    if not found:
+        pytest.fail("PostgreSQL server binaries not found under /usr/lib/postgresql/<version>/bin: install "
+                    "Debian's package (apt-get install postgresql)", pytrace=False)
+    return found[-1].parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def postgres_server(user: str = "dagster", db: str = "dagster") -> Iterator[PostgresServer]:
+    """initdb + start a private server on 127.0.0.1 (a free port, its socket inside its own temp dir, scram
+    passwords generated here), create ``user`` and ``db``, and stop and delete it all on exit. Postgres refuses
+    to run as root, so as root the server runs as the ``postgres`` OS user, which owns the dir (a pytest temp
+    dir is 0700 root's, hence mkdtemp under /tmp)."""
+    bin_dir = postgres_bin()
+    folder = Path(tempfile.mkdtemp(prefix="crypto-lambda-pg-"))
+    as_owner: list[str] = []
+    if os.geteuid() == 0:
+        as_owner = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(folder, "postgres", "postgres")
+    data, admin_pw, password, port = folder / "data", secrets.token_urlsafe(18), secrets.token_urlsafe(18), _free_port()
+    pwfile = folder / "admin.pw"
+    pwfile.write_text(admin_pw + "\n")
+    if as_owner:
+        shutil.chown(pwfile, "postgres", "postgres")
+
+    def pg(*args: str) -> None:
+        done = subprocess.run([*as_owner, *args], cwd=folder, capture_output=True, text=True, timeout=60)
+        if done.returncode:
+            log = folder / "server.log"
+            raise RuntimeError(f"{Path(args[0]).name} failed ({done.returncode}): {done.stderr.strip()}"
+                               + (f"\nserver log:\n{log.read_text()[-2000:]}" if log.exists() else ""))
+
+    # fsync off: the cluster is thrown away, its durability is not what the tests are about
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off -c synchronous_commit=off"
+    started = False
+    try:
+        pg(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", f"--pwfile={pwfile}", "-A", "scram-sha-256",
+           "-E", "UTF8", "--locale=C")
+        pwfile.unlink()
+        pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"), "-o", options, "-w", "start")
+        started = True
+        admin = PostgresServer("127.0.0.1", port, "postgres", admin_pw, "postgres", bin_dir)
+        admin.psql(f"CREATE ROLE {user} LOGIN PASSWORD '{password}'")
+        admin.psql(f"CREATE DATABASE {db} OWNER {user}")
+        yield PostgresServer("127.0.0.1", port, user, password, db, bin_dir)
+    finally:
+        if started:
+            pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def dagster_pg_env(server: PostgresServer, dagster_yaml: Path) -> dict[str, str]:
+    """The environment ``dagster_yaml``'s Postgres storage reads, by the variable names written in that file."""
+    import yaml
+
+    db = yaml.safe_load(dagster_yaml.read_text())["storage"]["postgres"]["postgres_db"]
+    values = {"hostname": server.host, "port": str(server.port), "username": server.user,
+              "password": server.password, "db_name": server.db}
+    return {db[field]["env"]: value for field, value in values.items() if isinstance(db.get(field), dict)}
 
 
 def chromium_path() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 
 import dagster as dg
 import pytest
@@ -172,3 +173,31 @@ def test_cluster_refuses_a_remote_host_and_says_when_none_runs(lambda_home, monk
         k: v for k, v in spark.spark_conf(extra={"spark.master": "local[2]"}).items() if k != "spark.master"}
     monkeypatch.setenv(spark.SPARK_CONF_ENV, "spark.executor.memory=512m")  # the deployment's word wins
     assert spark.spark_conf()["spark.executor.memory"] == "512m"
+
+
+def test_laptop_instance_is_sqlite_and_an_operators_dagster_yaml_is_kept(lambda_home, monkeypatch, tmp_path):
+    """The default DAGSTER_HOME gets the top-level dagster.yaml: SQLite files under it, no DAGSTER_PG_* needed;
+    a DAGSTER_HOME that already holds an instance config (deploy/dagster.yaml) keeps it untouched."""
+    from dagster._core.storage.runs import SqliteRunStorage
+
+    from crypto_lambda.config import ensure_dagster_home, load_settings
+    from tests.support import REPO
+
+    for key in [k for k in os.environ if k.startswith("DAGSTER_PG_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("DAGSTER_HOME", "unset-below")  # so the value ensure_dagster_home exports is undone
+    monkeypatch.delenv("DAGSTER_HOME")
+    path = ensure_dagster_home(load_settings())
+    assert path == lambda_home / "dagster"
+    assert (path / "dagster.yaml").read_bytes() == (REPO / "dagster.yaml").read_bytes()
+    with dg.DagsterInstance.get() as instance:
+        assert isinstance(instance.run_storage, SqliteRunStorage)
+        assert instance.run_coordinator.get_run_queue_config().max_concurrent_runs == 2
+    assert list(path.rglob("*.db"))
+
+    operator = tmp_path / "operator"
+    operator.mkdir()
+    (operator / "dagster.yaml").write_bytes((REPO / "deploy" / "dagster.yaml").read_bytes())
+    monkeypatch.setenv("DAGSTER_HOME", str(operator))
+    assert ensure_dagster_home(load_settings()) == operator
+    assert (operator / "dagster.yaml").read_bytes() == (REPO / "deploy" / "dagster.yaml").read_bytes()
