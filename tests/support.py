@@ -10,7 +10,6 @@ import hashlib
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import zipfile
@@ -18,11 +17,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from crypto_lambda.config import SAMPLE_1M, SAMPLE_DIR
 from crypto_lambda.forecast.config import ForecastConfig
+from crypto_lambda.machine import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = SAMPLE_DIR
@@ -72,12 +73,6 @@ def postgres_bin() -> Path:
     return found[-1].parent
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def postgres_server(user: str = "dagster", db: str = "dagster") -> Iterator[PostgresServer]:
     """initdb + start a private server on 127.0.0.1 (a free port, its socket inside its own temp dir, scram
@@ -90,7 +85,7 @@ def postgres_server(user: str = "dagster", db: str = "dagster") -> Iterator[Post
     if os.geteuid() == 0:
         as_owner = ["runuser", "-u", "postgres", "--"]
         shutil.chown(folder, "postgres", "postgres")
-    data, admin_pw, password, port = folder / "data", secrets.token_urlsafe(18), secrets.token_urlsafe(18), _free_port()
+    data, admin_pw, password, port = folder / "data", secrets.token_urlsafe(18), secrets.token_urlsafe(18), free_port()
     pwfile = folder / "admin.pw"
     pwfile.write_text(admin_pw + "\n")
     if as_owner:
@@ -193,3 +188,16 @@ def write_checksum(path: Path, digest: str | None = None) -> Path:
 VOL_SYMBOLS = ("BTCUSDT", "ETHUSDT")
 # The small CV config of the volatility tests (a year of cutoffs, no grid, no seeds).
 VOL_SMALL = ForecastConfig(cv_days=365, grid=(), include_seeds=False, vol_period=10)
+
+
+def assert_bars_equal_recording(bars: pd.DataFrame, recording, symbols, start_ms: int, end_ms: int) -> None:
+    """Streamed 1-minute bars: none twice, and for each symbol every recorded minute of [start, end) present with
+    the recording's O/H/L/C (exactly) and volume (to 1e-9): nothing lost, nothing invented."""
+    assert not bars.duplicated(["symbol", "open_time"]).any(), "duplicated minute bars"
+    for symbol in symbols:
+        want = recording.minutes(symbol, start_ms, end_ms).set_index("open_time")
+        got = bars[bars["symbol"] == symbol].set_index("open_time").reindex(want.index)
+        assert got["open"].notna().all(), f"{symbol}: missing minute bars"
+        for col in ("open", "high", "low", "close"):
+            assert (got[col].to_numpy() == want[col].to_numpy()).all(), (symbol, col)
+        np.testing.assert_allclose(got["volume"], want["volume"], rtol=1e-9, atol=0)

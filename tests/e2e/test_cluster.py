@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from crypto_lambda.config import Settings
@@ -46,7 +45,7 @@ from replay_exchange.recording import Recording
 from streaming_service import consumer
 from streaming_service.broker import EmbeddedBroker
 from streaming_service.topics import SpeedPaths, Topics
-from tests.support import REPO, recorded_1d
+from tests.support import REPO, assert_bars_equal_recording, recorded_1d
 
 pytestmark = pytest.mark.timeout(420)
 HOUR = 3_600_000
@@ -206,11 +205,4 @@ def test_stream_on_the_cluster_survives_a_dead_worker(full_cluster, broker: Embe
     _worker_dead_on_master(full_cluster, alive_before)
 
     bars = read_speed_bars(settings)
-    assert not bars.duplicated(["symbol", "open_time"]).any()
-    for symbol in SYMBOLS:
-        want = recording.minutes(symbol, start, start + HOUR).set_index("open_time")
-        got = bars[bars["symbol"] == symbol].set_index("open_time").reindex(want.index)
-        assert got["open"].notna().all(), "no missing bar"
-        for col in ("open", "high", "low", "close"):
-            assert (got[col].to_numpy() == want[col].to_numpy()).all(), col
-        np.testing.assert_allclose(got["volume"], want["volume"], rtol=1e-9, atol=0)
+    assert_bars_equal_recording(bars, recording, SYMBOLS, start, start + HOUR)

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-import numpy as np
 import pytest
 
 from crypto_lambda.config import Settings
@@ -23,6 +22,7 @@ from replay_exchange.recording import Recording
 from streaming_service import consumer
 from streaming_service.broker import EmbeddedBroker, delete_topics
 from streaming_service.topics import SpeedPaths, Topics
+from tests.support import assert_bars_equal_recording
 
 pytestmark = pytest.mark.timeout(300)
 HOUR = 3_600_000
@@ -76,14 +76,7 @@ def test_consumer_killed_mid_stream_resumes_without_duplicates_or_holes(
     consumer.run(config, spark)
 
     bars = read_speed_bars(settings)
-    assert not bars.duplicated(["symbol", "open_time"]).any()
-    for symbol in SYMBOLS:
-        want = recording.minutes(symbol, start, start + HOUR).set_index("open_time")
-        got = bars[bars["symbol"] == symbol].set_index("open_time").reindex(want.index)
-        assert got["open"].notna().all(), "no missing bar"
-        for col in ("open", "high", "low", "close"):
-            assert (got[col].to_numpy() == want[col].to_numpy()).all(), col
-        np.testing.assert_allclose(got["volume"], want["volume"], rtol=1e-9, atol=0)
+    assert_bars_equal_recording(bars, recording, SYMBOLS, start, start + HOUR)
     listed = {Path(unquote(urlparse(u).path)).resolve() for u in lake_read.file_uris(settings.lake, SPEED_BARS)}
     on_disk = {p.resolve() for p in paths.bars.rglob("*.parquet")}
     assert listed <= on_disk  # orphans from the killed batch may exist on disk; no version references them

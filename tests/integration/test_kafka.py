@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from kafka.errors import KafkaError
 
@@ -18,6 +17,7 @@ from replay_exchange.recording import Recording
 from streaming_service import consumer
 from streaming_service.broker import EmbeddedBroker, partition_state, topic_config
 from streaming_service.topics import SpeedPaths, Topics
+from tests.support import assert_bars_equal_recording
 
 pytestmark = pytest.mark.timeout(420)
 HOUR = 3_600_000
@@ -128,12 +128,4 @@ def test_three_brokers_survive_a_killed_leader_without_loss_or_duplicates(
     # Retries within one producer session are deduplicated by the brokers (idempotence); only records that
     # went through the spill could be stored twice, and the consumer drops those by trade id.
     assert stored.duplicated(["symbol", "trade_id"]).sum() <= spilled
-    bars = read_speed_bars(settings)
-    assert not bars.duplicated(["symbol", "open_time"]).any()
-    for symbol in SYMBOLS:
-        want = recording.minutes(symbol, start, start + HOUR).set_index("open_time")
-        got = bars[bars["symbol"] == symbol].set_index("open_time").reindex(want.index)
-        assert got["open"].notna().all(), f"{symbol}: missing minute bars"
-        for col in ("open", "high", "low", "close"):
-            assert (got[col].to_numpy() == want[col].to_numpy()).all(), (symbol, col)
-        np.testing.assert_allclose(got["volume"], want["volume"], rtol=1e-9, atol=0)
+    assert_bars_equal_recording(read_speed_bars(settings), recording, SYMBOLS, start, start + HOUR)
