@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from crypto_lambda import readers
+from crypto_lambda import formats, readers
 from crypto_lambda.config import Settings, validate_symbol
 from crypto_lambda.lake import quarantine
 from crypto_lambda.lake import read as lake_read
@@ -106,10 +106,10 @@ def expand_paths(paths: Iterable[Path | str]) -> list[Path]:
         path = Path(raw)
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
-                           and p.suffix.lower() in readers.SUPPORTED_SUFFIXES)
+                           and p.suffix.lower() in formats.SUPPORTED_SUFFIXES)
             if not found:
                 raise ValueError(f"{path}: directory holds no importable files "
-                                 f"({', '.join(readers.SUPPORTED_SUFFIXES)})")
+                                 f"({', '.join(formats.SUPPORTED_SUFFIXES)})")
             files.extend(found)
         elif not path.exists():
             raise FileNotFoundError(f"{path}: no such file or directory")
@@ -118,7 +118,7 @@ def expand_paths(paths: Iterable[Path | str]) -> list[Path]:
     if not files:
         raise ValueError("no files to import")
     for path in files:
-        readers.detect_format(path)
+        formats.detect_format(path)
     return files
 
 

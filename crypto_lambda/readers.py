@@ -14,11 +14,8 @@ never takes a good neighbour with it.
 from __future__ import annotations
 
 import csv
-import datetime as dt
-import hashlib
 import io
 import json
-import re
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,34 +25,26 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.feather as feather
 
-from crypto_lambda.config import SYMBOL_CHARS, validate_symbol
+from crypto_lambda.formats import (
+    ACCEPTED,
+    BINANCE_DUMP,
+    DUMP_FIELDS,
+    FREQTRADE,
+    KAGGLE_CSV,
+    REST,
+    REST_FIELDS,
+    declared_period,
+    detect_format,
+    is_dump_header,
+    resolve_symbol,
+    verify_checksum,
+    zip_member,
+)
 from crypto_lambda.schema import Validated, empty_quarantine, validate
-from crypto_lambda.timeutil import day_start_ms
 
-REST_FIELDS = (
-    "open_time_ms", "open", "high", "low", "close", "volume", "close_time_ms", "quote_volume", "trades",
-    "taker_buy_base", "taker_buy_quote", "ignore",
-)
-DUMP_FIELDS = REST_FIELDS  # data.binance.vision CSVs carry the same 12 fields as /api/v3/klines
-
-BINANCE_DUMP, KAGGLE_CSV, FREQTRADE, REST = "binance_dump", "kaggle_csv", "freqtrade", "rest"
-SUPPORTED_SUFFIXES = (".zip", ".csv", ".feather", ".json")
-ACCEPTED = (
-    "accepted formats: Binance dump SYMBOL-1m-YYYY-MM[-DD].zip/.csv from data.binance.vision; "
-    "Kaggle/Bitstamp 1-minute CSV with header Timestamp,Open,High,Low,Close,Volume; "
-    "freqtrade .feather (date,open,high,low,close,volume); Binance REST klines .json (array of 12-field rows)"
-)
 FREQTRADE_COLUMNS = ("date", "open", "high", "low", "close", "volume")
 WRONG_FIELD_COUNT = "wrong_field_count"
 MAX_MS = 10**13  # 2286-11-20: any later "open time" is a parse error, not market data
-
-# SYMBOL-1m-..., BASE_QUOTE-1m.feather (freqtrade); the interval token decides whether we accept the file.
-_NAME_RE = re.compile(
-    r"^(?P<symbol>[A-Za-z0-9]+(?:_[A-Za-z0-9]+)?)-(?P<interval>\d+(?:mo|[smhdwM]))(?=[-._]|$)")
-_DUMP_HEADER = ("open_time", "open time", "opentime")
-_DUMP_NAME_RE = re.compile(f"^{SYMBOL_CHARS}"
-                           r"-1m-(?P<year>\d{4})-(?P<month>\d{2})(?:-(?P<day>\d{2}))?\.(?:csv|zip)$")
-_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 def frame_from_rest_rows(rows: Sequence[Sequence], symbol: str, source: str = "rest") -> pd.DataFrame:
@@ -109,131 +98,17 @@ def epoch_to_ms(values: pd.Series | Sequence) -> pd.Series:
     return pd.Series(np.where(plausible, out, np.nan), index=v.index, dtype="float64")
 
 
-# ---------------------------------------------------------------------------------------------- detection
-
-def _interval_and_symbol(path: Path) -> tuple[str | None, str | None]:
-    match = _NAME_RE.match(path.name)
-    if not match:
-        return None, None
-    return match["interval"], match["symbol"].replace("_", "").upper()
-
-
-def _resolve_symbol(path: Path, given: str | None, *, from_name: bool = True) -> str:
-    """An explicit symbol wins; else the file name's ``SYMBOL-1m-`` prefix; else a clear error."""
-    if given is not None:
-        return validate_symbol(given)
-    name_symbol = _interval_and_symbol(path)[1] if from_name else None
-    if name_symbol is None:
-        raise ValueError(f"{path}: the file does not say which symbol it holds; "
-                         "pass a symbol (--symbol BTCUSDT)")
-    try:
-        return validate_symbol(name_symbol)
-    except ValueError as exc:
-        raise ValueError(f"{path}: symbol {name_symbol!r} from the file name is invalid; "
-                         "pass a symbol (--symbol BTCUSDT)") from exc
-
-
-def _check_interval(path: Path) -> None:
-    interval = _interval_and_symbol(path)[0]
-    if interval is not None and interval != "1m":
-        raise ValueError(f"{path}: interval {interval!r} is not supported: "
-                         "only 1-minute klines (SYMBOL-1m-...) can be imported")
-
-
-def _zip_member(path: Path, zf: zipfile.ZipFile) -> str:
-    csvs = [n for n in zf.namelist() if n.lower().endswith(".csv") and not n.endswith("/")]
-    preferred = f"{path.stem}.csv"
-    if preferred in csvs:
-        return preferred
-    if len(csvs) == 1:
-        return csvs[0]
-    raise ValueError(f"{path}: expected exactly one .csv inside the zip, found {len(csvs)}; {ACCEPTED}")
-
-
 def _read_text(path: Path) -> str:
     """Whole CSV text (from the zip member for dumps); undecodable bytes become U+FFFD, not a crash."""
     if path.suffix.lower() == ".zip":
         try:
             with zipfile.ZipFile(path) as zf:
-                data = zf.read(_zip_member(path, zf))
+                data = zf.read(zip_member(path, zf))
         except zipfile.BadZipFile as exc:
             raise ValueError(f"{path}: not a valid zip file ({exc}); {ACCEPTED}") from exc
     else:
         data = path.read_bytes()
     return data.decode("utf-8-sig", errors="replace")
-
-
-def _head_lines(path: Path, limit: int = 10) -> list[str]:
-    """First non-blank lines, reading only the first 64 KiB (detection must stay cheap for big dumps)."""
-    if path.suffix.lower() == ".zip":
-        try:
-            with zipfile.ZipFile(path) as zf, zf.open(_zip_member(path, zf)) as fh:
-                head = fh.read(1 << 16)
-        except zipfile.BadZipFile as exc:
-            raise ValueError(f"{path}: not a valid zip file ({exc}); {ACCEPTED}") from exc
-    else:
-        with open(path, "rb") as fh:
-            head = fh.read(1 << 16)
-    lines = [line.strip() for line in head.decode("utf-8-sig", errors="replace").splitlines()]
-    return [line for line in lines if line][:limit]
-
-
-def _is_kaggle_header(line: str) -> bool:
-    return line.lower().replace(" ", "").startswith("timestamp,open,high,low,close,volume")
-
-
-def _is_dump_header(line: str) -> bool:
-    return line.lower().lstrip("\ufeff").startswith(_DUMP_HEADER)
-
-
-def detect_format(path: Path | str) -> str:
-    """Which reader a file needs (``binance_dump``, ``kaggle_csv``, ``freqtrade``, ``rest``), from its name
-    and first line; cheap, so importers can reject a bad batch before writing anything."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if not path.is_file():
-        raise ValueError(f"{path}: not a regular file; {ACCEPTED}")
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise ValueError(f"{path}: unsupported file type {suffix or '(no extension)'!r}; {ACCEPTED}")
-    _check_interval(path)
-    if suffix == ".feather":
-        return FREQTRADE
-    if suffix == ".json":
-        return REST
-    head = _head_lines(path)
-    if not head:
-        raise ValueError(f"{path}: the file is empty; {ACCEPTED}")
-    if _is_kaggle_header(head[0]):
-        return KAGGLE_CSV
-    if _DUMP_NAME_RE.match(path.name) or _is_dump_header(head[0]) or any(map(_looks_like_dump_row, head)):
-        return BINANCE_DUMP
-    raise ValueError(f"{path}: unrecognised CSV layout (first line {head[0][:80]!r}); {ACCEPTED}")
-
-
-def _looks_like_dump_row(line: str) -> bool:
-    fields = line.split(",")
-    return len(fields) == len(DUMP_FIELDS) and pd.notna(pd.to_numeric(fields[0], errors="coerce"))
-
-
-def verify_checksum(path: Path) -> None:
-    """data.binance.vision publishes ``<file>.CHECKSUM`` ("<sha256>  <name>"); a mismatch means a truncated
-    or tampered download, which must not reach the lake."""
-    sibling = path.with_name(path.name + ".CHECKSUM")
-    if not sibling.is_file():
-        return
-    tokens = sibling.read_text(errors="replace").split()
-    if not tokens or not _HEX64.match(tokens[0]):
-        raise ValueError(f"{sibling}: malformed checksum file (expected '<sha256 hex>  <file name>')")
-    expected = tokens[0].lower()
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    actual = digest.hexdigest()
-    if actual != expected:
-        raise ValueError(f"{path}: sha256 mismatch: file has {actual}, {sibling.name} says {expected}")
 
 
 # ---------------------------------------------------------------------------------------------- CSV parsing
@@ -281,28 +156,10 @@ def _finish(path: Path, frame: pd.DataFrame, bad: pd.DataFrame,
     return result
 
 
-def declared_period(path: Path) -> tuple[int, int] | None:
-    """[start, end) in epoch ms of the month or day a data.binance.vision file name declares
-    (``BTCUSDT-1m-2025-01.zip`` = January 2025), None for other names: a row outside it is misfiled."""
-    match = _DUMP_NAME_RE.match(path.name)
-    if not match:
-        return None
-    year, month, day = int(match["year"]), int(match["month"]), match["day"]
-    try:
-        first = dt.date(year, month, int(day) if day else 1)
-    except ValueError as exc:
-        raise ValueError(f"{path}: the file name declares an impossible date ({exc})") from exc
-    if day:
-        last = first + dt.timedelta(days=1)
-    else:
-        last = dt.date(year + month // 12, month % 12 + 1, 1)
-    return day_start_ms(first), day_start_ms(last)
-
-
 def _load_dump(path: Path, symbol: str | None) -> Validated:
-    symbol = _resolve_symbol(path, symbol)
+    symbol = resolve_symbol(path, symbol)
     lines = _data_lines(_read_text(path))
-    if lines and _is_dump_header(lines[0]):
+    if lines and is_dump_header(lines[0]):
         lines = lines[1:]
     frame, bad = _split_csv(path, symbol, lines, DUMP_FIELDS)
     frame["open_time_ms"] = epoch_to_ms(frame["open_time_ms"])
@@ -313,7 +170,7 @@ def _load_dump(path: Path, symbol: str | None) -> Validated:
 
 
 def _load_kaggle(path: Path, symbol: str | None) -> Validated:
-    symbol = _resolve_symbol(path, symbol, from_name=False)
+    symbol = resolve_symbol(path, symbol, from_name=False)
     lines = _data_lines(_read_text(path))
     header = [h.strip().lower() for h in lines[0].split(",")]
     frame, bad = _split_csv(path, symbol, lines[1:], header)
@@ -334,7 +191,7 @@ def _load_kaggle(path: Path, symbol: str | None) -> Validated:
 # ---------------------------------------------------------------------------------------------- binary/JSON
 
 def _load_freqtrade(path: Path, symbol: str | None) -> Validated:
-    symbol = _resolve_symbol(path, symbol)
+    symbol = resolve_symbol(path, symbol)
     try:
         table = feather.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
@@ -366,7 +223,7 @@ def _load_freqtrade(path: Path, symbol: str | None) -> Validated:
 
 
 def _load_rest_json(path: Path, symbol: str | None) -> Validated:
-    symbol = _resolve_symbol(path, symbol)
+    symbol = resolve_symbol(path, symbol)
     try:
         payload = json.loads(path.read_text(errors="replace"))
     except json.JSONDecodeError as exc:

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import aiohttp
 
-from crypto_lambda.lake.files import atomic_text
 from crypto_lambda.timeutil import now_ms
+from streaming_service.continuity import LAST_SEEN_FILE, RotationBuffer, load_last_seen, save_last_seen
 from streaming_service.publisher import Delivered, Publisher, PublisherConfig
 from streaming_service.spill import SpillFile
 from streaming_service.topics import Topics
@@ -74,42 +74,6 @@ class ProducerStats:
     max_lag_ms: int = 0
 
 
-@dataclass
-class _Buffered:
-    """What a connection being rotated in has sent before it becomes the active one, with the two facts the
-    handover waits on, taken as each message arrives (not re-parsed on every check)."""
-
-    texts: list[str] = field(default_factory=list)
-    first_ms: int | None = None  # earliest exchange event time
-    first_trade: dict[str, int] = field(default_factory=dict)  # symbol -> first trade id
-
-    def add(self, text: str) -> None:
-        self.texts.append(text)
-        try:
-            data = json.loads(text).get("data") or {}
-        except (ValueError, AttributeError):
-            return
-        if isinstance(data.get("E"), int):
-            self.first_ms = data["E"] if self.first_ms is None else min(self.first_ms, data["E"])
-        if data.get("e") == "trade" and isinstance(data.get("s"), str):
-            self.first_trade.setdefault(data["s"], int(data.get("t", -1)))
-
-
-LAST_SEEN_FILE = "last_seen.json"
-
-
-def _load_last_seen(path: Path) -> dict[str, int]:
-    """The previous process's last event time per symbol; {} on a first start or an unreadable file (then no
-    restart marker: the batch layer's completeness checks still find the hole)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {str(k): int(v) for k, v in data.items() if isinstance(v, int) and v > 0}
-
-
 class StreamProducer:
     """Run with ``await run()`` (stops when ``stop()`` is called) or :meth:`start_thread` for tests."""
 
@@ -125,12 +89,12 @@ class StreamProducer:
         self.trade_hw: dict[str, int] = {}
         self.kline_hw: dict[str, tuple[int, int, bool]] = {}
         self.pending_gap: dict[str, tuple[int, str]] = {
-            symbol: (ms, "restart") for symbol, ms in _load_last_seen(self.last_seen_file).items()
+            symbol: (ms, "restart") for symbol, ms in load_last_seen(self.last_seen_file).items()
             if symbol in config.symbols}
         self.gap_markers: list[dict] = []
         self._active = 0
         self._active_event_ms = 0  # newest exchange event time the active connection delivered (any stream)
-        self._buffers: dict[int, _Buffered] = {}  # connection being rotated in -> what it sent so far
+        self._buffers: dict[int, RotationBuffer] = {}  # connection being rotated in -> what it sent so far
         self._first_data: dict[int, asyncio.Event] = {}
         self._opened: dict[int, float] = {}
         self._stop: asyncio.Event | None = None
@@ -141,7 +105,7 @@ class StreamProducer:
 
     def handle(self, text: str, conn: int) -> None:
         if conn != self._active:
-            self._buffers.setdefault(conn, _Buffered()).add(text)
+            self._buffers.setdefault(conn, RotationBuffer()).add(text)
             event = self._first_data.get(conn)
             if event is not None:
                 event.set()
@@ -303,7 +267,7 @@ class StreamProducer:
         while not self._old_caught_up(new_id) and time.monotonic() < deadline and not old_reader.done():
             await asyncio.sleep(0.01)
         self._active = new_id  # from here on the new connection's events go straight through ...
-        for text in self._buffers.pop(new_id, _Buffered()).texts:  # ... after its buffer (no await between)
+        for text in self._buffers.pop(new_id, RotationBuffer()).texts:  # ... after its buffer (no await between)
             self.handle(text, new_id)
         self._first_data.pop(new_id, None)
         old_reader.cancel()
@@ -358,7 +322,7 @@ class StreamProducer:
         while True:
             if self.last_seen != saved:
                 saved = dict(self.last_seen)
-                atomic_text(self.last_seen_file, json.dumps(saved, sort_keys=True) + "\n")
+                save_last_seen(self.last_seen_file, saved)
             if self._stop.is_set():
                 return
             try:

@@ -18,7 +18,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crypto_lambda import readers
+from crypto_lambda import formats, readers
 from tests.support import dump_lines, real_rows
 
 ROWS = real_rows().iloc[:120].reset_index(drop=True)  # two real hours of BTCUSDT, 2025-06-01
@@ -53,7 +53,7 @@ def load_or_refuse(path: Path, symbol: str | None = None):
     except ValueError as exc:
         assert str(path) in str(exc), exc
         return None
-    assert_plausible(result.good, readers.declared_period(path))
+    assert_plausible(result.good, formats.declared_period(path))
     return result
 
 
@@ -229,7 +229,7 @@ def test_listing_floor_and_period_are_what_the_readme_says() -> None:
     assert listing_floor_ms("BTCUSDT") == FLOOR
     assert listing_floor_ms("ETHUSDT") == int(pd.Timestamp("2015-07-30", tz="UTC").timestamp() * 1000)
     december = [int(pd.Timestamp(d, tz="UTC").timestamp() * 1000) for d in ("2024-12-01", "2025-01-01")]
-    assert readers.declared_period(Path("BTCUSDT-1m-2024-12.zip")) == tuple(december)
-    assert readers.declared_period(Path("BTCUSDT-1m-2025-06-01.csv")) == (DAY0, DAY0 + 86_400_000)
-    assert readers.declared_period(Path("bitstamp.csv")) is None
+    assert formats.declared_period(Path("BTCUSDT-1m-2024-12.zip")) == tuple(december)
+    assert formats.declared_period(Path("BTCUSDT-1m-2025-06-01.csv")) == (DAY0, DAY0 + 86_400_000)
+    assert formats.declared_period(Path("bitstamp.csv")) is None
     assert dt.date(2010, 1, 1) == pd.Timestamp(FLOOR, unit="ms").date()

@@ -121,7 +121,8 @@ def test_a_restarted_producer_marks_the_gap_since_its_predecessor_last_saw_each_
     the successor marks [saved, first new event] per symbol, and nothing when it resumes at or before it."""
     import json
 
-    from streaming_service.producer import LAST_SEEN_FILE, ProducerConfig, StreamProducer
+    from streaming_service.continuity import LAST_SEEN_FILE
+    from streaming_service.producer import ProducerConfig, StreamProducer
 
     spill = tmp_path / "spill"
     spill.mkdir()
