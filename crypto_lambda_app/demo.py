@@ -131,7 +131,7 @@ def _stream(state: DemoState, recording, stream_seconds: float) -> None:
     settings = state.settings
     paths = SpeedPaths.of(settings)
     topics = Topics.with_prefix()
-    recorded_until = min(recording.minute_span(s)[1] for s in settings.symbols) + MINUTE_MS
+    recorded_until = recording.served_until(settings.symbols)
     start, end = stream_window(now_ms(), recorded_until)
     minutes = (end - start) // MINUTE_MS
     speed = max(1.0, minutes * 60 / stream_seconds)

@@ -17,7 +17,7 @@ or taker volumes) are served as JSON null instead of being invented.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -275,6 +275,11 @@ class Recording:
         if not len(served):
             raise LookupError(f"no 1m klines of {symbol} are served yet")
         return int(served.open_ms[0]), int(served.open_ms[-1])
+
+    def served_until(self, symbols: Sequence[str]) -> int:
+        """End (ms, exclusive) of the minutes every one of ``symbols`` has served: a stream window ending later
+        waits for minutes the recording does not hold."""
+        return min(self.minute_span(s)[1] for s in symbols) + MINUTE_MS
 
     def day_span(self, symbol: str) -> tuple[int, int] | None:
         """First and last served 1d open time (ms, shifted), or None without daily data."""

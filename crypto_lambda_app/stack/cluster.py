@@ -257,17 +257,6 @@ def kill_worker(settings: Settings, index: int) -> list[int]:
     return pids
 
 
-def _stop(pids: list[int], grace: float) -> None:
-    for pid in pids:
-        procs.signal_pid(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(machine.pid_alive(p) for p in pids):
-        time.sleep(0.1)
-    for pid in pids:
-        if machine.pid_alive(pid):
-            procs.signal_pid(pid, signal.SIGKILL)
-
-
 def stop_cluster(settings: Settings, grace: float = 10.0) -> list[int]:
     """Workers (with their executors) first, then the master: SIGTERM, SIGKILL after ``grace``; then a sweep of
     anything still carrying the cluster's marker. Returns every pid signalled; the state is marked stopped."""
@@ -277,9 +266,9 @@ def stop_cluster(settings: Settings, grace: float = 10.0) -> list[int]:
     groups = component_pids(state)
     workers = sorted(pid for name, pids in groups.items() if name != COMPONENT_MASTER for pid in pids)
     own = [e["pid"] for e in state.get("processes", []) if e["name"] != COMPONENT_MASTER and _proc_alive(e)]
-    _stop(sorted(set(workers) | set(own)), grace)
+    procs.terminate(sorted(set(workers) | set(own)), grace)
     master = [e["pid"] for e in state.get("processes", []) if e["name"] == COMPONENT_MASTER and _proc_alive(e)]
-    _stop(sorted(set(master) | set(groups.get(COMPONENT_MASTER, []))), grace)
+    procs.terminate(sorted(set(master) | set(groups.get(COMPONENT_MASTER, []))), grace)
     leftovers = procs.kill_marked(state["cluster_id"], grace=2.0)
     state["status"] = "stopped"
     state["stopped_at"] = now_iso()

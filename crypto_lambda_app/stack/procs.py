@@ -70,6 +70,12 @@ def kill_marked(stack_id: str, component: str | None = None, grace: float = 3.0)
     """SIGTERM, then SIGKILL after ``grace`` seconds, every process still marked with the stack (component);
     returns the pids found. The last line of defence after the orderly stop."""
     pids = marked_pids(stack_id, component)
+    terminate(pids, grace)
+    return pids
+
+
+def terminate(pids: list[int], grace: float) -> None:
+    """SIGTERM every pid, wait up to ``grace`` seconds for all to exit, SIGKILL the ones still alive."""
     for pid in pids:
         signal_pid(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
@@ -78,7 +84,6 @@ def kill_marked(stack_id: str, component: str | None = None, grace: float = 3.0)
     for pid in pids:
         if pid_alive(pid):
             signal_pid(pid, signal.SIGKILL)
-    return pids
 
 
 def die_with_parent() -> None:

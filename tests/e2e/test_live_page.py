@@ -39,7 +39,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, spark, today_server, broker):
     topics = Topics.with_prefix("live")
     recording = today_server.recording
     # Minutes before now, or before the recording's end when that is earlier (the sample ends at 18:27 UTC).
-    served_until = min(recording.minute_span(s)[1] for s in SYMBOLS) + MINUTE_MS
+    served_until = recording.served_until(SYMBOLS)
     now = min(int(time.time() * 1000) // MINUTE_MS * MINUTE_MS, served_until)
     windows = [(now - 50 * MINUTE_MS, now - 20 * MINUTE_MS), (now - 20 * MINUTE_MS, now - 5 * MINUTE_MS)]
     broker.create_topics(topics.all(), partitions=2)

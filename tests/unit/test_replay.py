@@ -209,6 +209,7 @@ def test_time_shift_serves_today_and_nothing_after_now():
     first, last = rec.minute_span("BTCUSDT")
     assert first == FIRST_MINUTE + rec.shift_ms
     assert last == clock_ms[0] - MINUTE_MS  # the 11:59 bar closed at 12:00; 12:00 is still open
+    assert rec.served_until(["BTCUSDT", "ETHUSDT"]) == clock_ms[0]  # both symbols, up to the 11:59 bar's end
     with ReplayServer(rec) as srv:
         rows = klines(srv, limit=1000)
         assert rows[-1][0] == last and rows[-1][6] < clock_ms[0]
@@ -223,6 +224,7 @@ def test_time_shift_serves_today_and_nothing_after_now():
         assert klines(srv, limit=1)[0][0] == last + 5 * MINUTE_MS
         clock_ms[0] += DAY_MS  # past the end of the recording: it simply ends, nothing is invented
         assert klines(srv, limit=1)[0][0] == day_start_ms(today) + (18 * 60 + 27) * MINUTE_MS
+        assert rec.served_until(["BTCUSDT"]) == day_start_ms(today) + (18 * 60 + 28) * MINUTE_MS  # then it ends
     frame = rec.minutes("BTCUSDT", day_start_ms(today), day_start_ms(today) + DAY_MS)
     assert len(frame) == 18 * 60 + 28
 
