@@ -26,6 +26,7 @@ import pandas as pd
 
 from crypto_lambda import readers
 from crypto_lambda.config import SAMPLE_1M, SAMPLE_DAILY, SYMBOL_CHARS
+from crypto_lambda.quality import bar_violations
 from crypto_lambda.schema import KLINE_COLUMNS
 from crypto_lambda.timeutil import (
     DAY_MS,
@@ -109,10 +110,10 @@ def _bars_from_frame(frame: pd.DataFrame, open_ms: np.ndarray) -> Bars:
 
 
 def _check_minutes(symbol: str, bars: Bars, where: str) -> None:
-    """Fast structural check for data that bypasses ``schema.validate`` (the shipped sample)."""
-    c = bars.cols
-    ok = ((bars.open_ms % MINUTE_MS == 0) & (c["low"] <= np.minimum(c["open"], c["close"]))
-          & (np.maximum(c["open"], c["close"]) <= c["high"]) & (c["volume"] >= 0))
+    """Fast structural check for data that bypasses ``schema.validate`` (the shipped sample): minute-aligned
+    open times and the bar rule of :func:`quality.bar_violations` (OHLC order, volume >= 0, no NaN)."""
+    frame = pd.DataFrame({k: bars.cols[k] for k in ("open", "high", "low", "close", "volume")}, copy=False)
+    ok = (bars.open_ms % MINUTE_MS == 0) & ~frame.index.isin(bar_violations(frame).index)
     if not ok.all():
         bad = int(bars.open_ms[~ok][0])
         raise ValueError(f"{where}: {symbol} has {int((~ok).sum())} invalid 1m rows, first at {bad} ms")

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from crypto_lambda import schema
-from crypto_lambda.config import SAMPLE_DIR  # noqa: I001
+from crypto_lambda.config import SAMPLE_1M, SAMPLE_DIR  # noqa: I001
 from crypto_lambda.timeutil import DAY_MS, MINUTE_MS, day_start_ms, now_ms, today_utc
 from replay_exchange.recording import Recording, decimal_str
 from replay_exchange.server import WS_MODULE, ReplayKnobs, ReplayServer, build_app
@@ -354,3 +354,16 @@ def test_cli_refuses_non_loopback_host():
                             timeout=60)
     assert result.returncode == 2
     assert "--allow-remote" in result.stderr
+
+
+def test_sample_check_refuses_bars_that_break_the_bar_rule():
+    """The shipped sample bypasses schema.validate; its check applies quality.bar_violations to every minute."""
+    from replay_exchange import recording as rec_module
+
+    path = sorted(SAMPLE_1M.glob("*.feather"))[0]
+    rec_module._check_minutes("BTCUSDT", rec_module.read_freqtrade_feather(path, "BTCUSDT"), str(path))
+    for column, value in (("high", -1.0), ("open", float("nan")), ("volume", -1.0)):
+        bars = rec_module.read_freqtrade_feather(path, "BTCUSDT")
+        bars.cols[column][5] = value
+        with pytest.raises(ValueError, match=r"BTCUSDT has 1 invalid 1m rows, first at \d+ ms"):
+            rec_module._check_minutes("BTCUSDT", bars, str(path))
