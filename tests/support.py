@@ -16,6 +16,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -201,3 +202,16 @@ def assert_bars_equal_recording(bars: pd.DataFrame, recording, symbols, start_ms
         for col in ("open", "high", "low", "close"):
             assert (got[col].to_numpy() == want[col].to_numpy()).all(), (symbol, col)
         np.testing.assert_allclose(got["volume"], want["volume"], rtol=1e-9, atol=0)
+
+
+def yaml_leaves(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every leaf of parsed YAML/JSON with its dotted path (``services.kafka-1.ports[0]``), for checks that
+    look at every value of a deployment file."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from yaml_leaves(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from yaml_leaves(value, f"{path}[{i}]")
+    else:
+        yield path, node
