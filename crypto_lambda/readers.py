@@ -5,7 +5,8 @@ optional Binance columns, ``source`` and ``_raw`` (the original text of the row,
 ``schema.validate`` then types it and splits good rows from quarantined ones.
 
 Formats: Binance dump files (data.binance.vision zip/csv, ms or µs open times, .CHECKSUM verified),
-Kaggle/Bitstamp 1-minute CSV, freqtrade feather, Binance REST klines JSON.
+Kaggle/Bitstamp 1-minute CSV, freqtrade feather, Binance REST klines JSON. Which one a file is, and what its
+name declares, is :mod:`crypto_lambda.formats`; this module reads its rows.
 
 Parsing is vectorised (pandas/pyarrow); a malformed line becomes a quarantined row with a reason and
 never takes a good neighbour with it.
