@@ -1,4 +1,4 @@
-"""Speed layer: sustained msg/s through Apache Kafka -> Spark (its Kafka connector) -> Parquet, tick-to-Parquet
+"""Speed layer: sustained msg/s through Apache Kafka -> Spark (its Kafka connector) -> Delta Lake, tick-to-table
 latency, provisional daily bar latency, peak memory and the time from `crypto-lambda up` to the first committed
 bar, beside kafka-python's raw consume rate measured in the same run.
 
@@ -15,7 +15,7 @@ throughput is measured on a backlog and latency on a live feed.
    of any query - first plan). The cold first micro-batch is reported beside it, the load average range
    during each child beside every figure.
 4. live: the real pipeline as separate processes: ``replay-exchange`` (WebSocket knobs from the environment),
-   ``stream produce`` and ``stream consume`` (default 5 s trigger). Tick-to-Parquet latency per trade = commit
+   ``stream produce`` and ``stream consume`` (default 5 s trigger). Tick-to-table latency per trade = commit
    time of the micro-batch that processed it - its Kafka timestamp (producer receive time); provisional
    latency = first time a kline update is visible in the provisional files - its Kafka timestamp; both after
    a warm-up (the consumer's first micro-batches pay JIT and Python worker start). Peak resident
@@ -45,7 +45,7 @@ from streaming_service.broker import EmbeddedBroker, ensure_topics  # noqa: E402
 from streaming_service.topics import Topics  # noqa: E402
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
-# Targets (issue #12): the full consumer at >= 0.8x the raw kafka-python rate of the same run, p99 tick-to-Parquet
+# Targets (issue #12): the full consumer at >= 0.8x the raw kafka-python rate of the same run, p99 tick-to-table
 # <= 10 s, consumer peak RSS <= 1.5 GB; the provisional daily bar within a minute (#3).
 TARGET_RAW_RATIO, TARGET_P99_S, TARGET_PROVISIONAL_S, TARGET_CONSUMER_RSS_MB = 0.8, 10.0, 60.0, 1536.0
 
@@ -226,10 +226,10 @@ def measure(args: argparse.Namespace) -> tuple[list[Figure], dict]:
                f">= {TARGET_RAW_RATIO:g}x raw", runs["full"]["sustained"] >= TARGET_RAW_RATIO * raw_rate,
                f"the consumer as deployed: until both queries committed (the side query reads every topic "
                f"again); {loadavg(runs['full'])}"),
-        Figure("tick-to-Parquet p50", lv["p50"], "s", None, "", None,
+        Figure("tick-to-table p50", lv["p50"], "s", None, "", None,
                f"live {lv['rate']:,.0f} trades/s through the real producer; 5 s trigger; the first "
                f"{lv['warmup_s']:.0f}s (cold micro-batches and their backlog) not counted"),
-        Figure("tick-to-Parquet p99", lv["p99"], "s", None, f"<= {TARGET_P99_S:g} s", lv["p99"] <= TARGET_P99_S,
+        Figure("tick-to-table p99", lv["p99"], "s", None, f"<= {TARGET_P99_S:g} s", lv["p99"] <= TARGET_P99_S,
                f"max {lv['max']:.1f}s; {loadavg(lv)}"),
         Figure("provisional daily bar latency p99", lv["provisional_p99"], "s", None,
                f"<= {TARGET_PROVISIONAL_S:g} s", lv["provisional_max"] <= TARGET_PROVISIONAL_S,
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         child_drain(bootstrap, prefix, int(per_trigger), queries, dedup == "1", Path(home), int(warm))
         return 0
     figures, details = measure(args)
-    common.print_table("streaming (broker -> Spark -> Parquet)", figures)
+    common.print_table("streaming (broker -> Spark -> Delta Lake)", figures)
     path = common.write_figures("streaming", figures, details)
     log(f"figures -> {path}")
     return 0

@@ -1,6 +1,6 @@
 """Processes of the streaming benchmark: spawning and stopping them, their memory (summed PSS of a process tree),
 the micro-batches a query's checkpoint records, and the two phases that run the real pipeline as separate
-processes: ``live`` (replay exchange -> producer -> consumer, tick-to-Parquet latency) and ``up`` (time from
+processes: ``live`` (replay exchange -> producer -> consumer, tick-to-table latency) and ``up`` (time from
 `crypto-lambda up` to the first committed bar). Used by bench_streaming.py.
 """
 

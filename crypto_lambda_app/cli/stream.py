@@ -56,7 +56,7 @@ def _quiet_kafka(verbose: bool, level: int = logging.CRITICAL) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     stream = sub.add_parser("stream", help="speed layer: broker, producer and streaming consumer",
-                            description="Binance WebSocket -> Kafka -> Spark Structured Streaming -> Parquet.")
+                            description="Binance WebSocket -> Kafka -> Spark Structured Streaming -> Delta Lake.")
     cmds = stream.add_subparsers(dest="stream_command", required=True, metavar="STREAM_COMMAND")
 
     broker = cmds.add_parser("broker", help="run the embedded Apache Kafka (KRaft) in the foreground",

@@ -1,5 +1,5 @@
 """The live page end to end in headless Chromium: replay exchange -> producer -> Apache Kafka -> Spark streaming
-(available-now) -> Parquet -> ``crypto-lambda web`` app -> browser. What the page shows must equal what
+(available-now) -> Delta Lake -> ``crypto-lambda web`` app -> browser. What the page shows must equal what
 ``read_speed_bars`` / ``provisional_daily_bar`` read from the same output, and after the stream commits more
 the open page must show the new bars by itself (no reload). Plus the JSON API's validation and caching."""
 
