@@ -33,19 +33,26 @@ setup: venv jvm
 demo: setup
 	$(BIN)/crypto-lambda demo
 
+# All three tiers: the unit tier on two pytest-xdist workers (pure Python, no shared process), then the
+# integration and end-to-end tiers in one serial session (one SparkSession, one broker; on 2 cores their real
+# processes, e.g. the whole stack's clean stop, miss their timeouts when two tests compete for the CPU).
 test: setup lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 tests/unit
+	$(BIN)/pytest -q tests/e2e tests/integration
 
-# The unit tier alone (tests/unit: no JVM, broker or browser), under a minute; `make test` runs all three tiers.
+# The unit tier alone (tests/unit: no JVM, broker or browser), under a minute.
 test-fast: venv
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q -n 2 tests/unit
 
 lint: venv
 	$(BIN)/python tools/deps.py check
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
 
-lock: venv
+# Needs only uv from the venv: after an edit of pyproject.toml the venv is stale (tools/deps.py install refuses a
+# lock that lacks a declared package) until the lock is made again.
+lock:
+	test -x $(BIN)/uv || $(MAKE) venv
 	$(BIN)/python tools/deps.py compile
 
 bench: setup
