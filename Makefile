@@ -33,11 +33,10 @@ setup: venv jvm
 demo: setup
 	$(BIN)/crypto-lambda demo
 
-# All three tiers: the unit tier on two pytest-xdist workers (pure Python, no shared process), then the
+# All three tiers: the unit tier as test-fast runs it (two pytest-xdist workers), then the
 # integration and end-to-end tiers in one serial session (one SparkSession, one broker; on 2 cores their real
 # processes, e.g. the whole stack's clean stop, miss their timeouts when two tests compete for the CPU).
-test: setup lint
-	$(BIN)/pytest -q -n 2 tests/unit
+test: setup lint test-fast
 	$(BIN)/pytest -q tests/e2e tests/integration
 
 # The unit tier alone (tests/unit: no JVM, broker or browser), under a minute.

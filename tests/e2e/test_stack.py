@@ -1,7 +1,8 @@
 """`crypto-lambda up` end to end with real processes: every component healthy, Dagster answering with its
-sensors on, Parquet bars from the stream, a SIGKILLed producer restarted, then SIGTERM stops everything in
-order with exit code 0, no process left behind and every checkpointed micro-batch committed; then `up` again
-on the same home resumes from Kafka's kept log and the checkpoint without losing or repeating a minute."""
+sensors on, minute bars from the stream in the Delta table, a SIGKILLed producer restarted, then SIGTERM stops
+everything in order with exit code 0, no process left behind and every checkpointed micro-batch committed; then
+`up` again on the same home resumes from Kafka's kept log and the checkpoint without losing or repeating a
+minute."""
 
 from __future__ import annotations
 
